@@ -1,0 +1,23 @@
+"""aecourse: tested reference implementations for the autoencoder course.
+
+Submodules (one concept each) are imported on first use, so ``python -m aecourse``
+can bootstrap an environment before torch is installed::
+
+    from aecourse import data, models, losses, training, latent, plotting
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_SUBMODULES = ("bench", "config", "data", "latent", "losses", "models", "plotting", "training")
+__all__ = list(_SUBMODULES)
+
+
+def __getattr__(name: str):
+    """Import ``aecourse.<name>`` lazily (PEP 562)."""
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,129 @@
+"""The course's command line: ``python3 -m aecourse {lab,test,bench,setup}``.
+
+On a fresh clone the first command creates ``.venv/`` beside the sources and installs
+the package with its course and test extras into it (a few minutes, once), then runs
+inside it. When the running interpreter already has everything (a conda environment,
+Colab, an activated venv), it is used as it is. Standard library only until the
+environment exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+from aecourse import _paths
+
+# Import names of everything the commands need (runtime + course + dev extras).
+REQUIRED_MODULES = (
+    "torch", "torchvision", "numpy", "matplotlib", "sklearn", "ipywidgets", "tqdm",
+    "jupyterlab", "nbgrader", "pytest", "nbval",
+)
+EXTRAS = "course,dev"
+STAMP = ".aecourse-installed"  # inside .venv: the hash of the pyproject.toml it was built from
+
+
+def missing_modules() -> list[str]:
+    """Required modules that the running interpreter cannot import."""
+    return [name for name in REQUIRED_MODULES if importlib.util.find_spec(name) is None]
+
+
+def _venv_python(env_dir: Path) -> Path:
+    return env_dir / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def ensure_environment() -> Path:
+    """Return the interpreter to run in, creating or updating ``.venv`` when needed."""
+    missing = missing_modules()
+    root = _paths.repo_root()
+    in_repo_venv = root is not None and Path(sys.prefix).resolve() == (root / ".venv").resolve()
+    if not missing and not in_repo_venv:
+        return Path(sys.executable)
+    if root is None:
+        sys.exit(
+            f"aecourse: missing {', '.join(missing)}. Install the course tools with\n"
+            f"    pip install 'aecourse[{EXTRAS}]'"
+        )
+    env_dir = root / ".venv"
+    python = _venv_python(env_dir)
+    want = hashlib.sha256((root / "pyproject.toml").read_bytes()).hexdigest()
+    stamp = env_dir / STAMP
+    if python.exists() and stamp.exists() and stamp.read_text().strip() == want:
+        return python
+    if not python.exists():
+        print(f"aecourse: creating {env_dir} (first run only; the install takes a few minutes)", flush=True)
+        venv.EnvBuilder(with_pip=True).create(env_dir)
+    print(f"aecourse: installing the package with its [{EXTRAS}] extras into {env_dir}", flush=True)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-e", f"{root}[{EXTRAS}]"],
+        check=True,
+    )
+    stamp.write_text(want + "\n")
+    return python
+
+
+def _reexec_in(python: Path, argv: list[str]) -> None:
+    """Continue this command inside ``python`` if it is not the running interpreter."""
+    if os.path.abspath(sys.executable) == os.path.abspath(python):  # not resolve(): a venv's python is a symlink
+        return
+    if os.environ.get("AECOURSE_BOOTSTRAPPED"):
+        sys.exit(f"aecourse: {python} still lacks {', '.join(missing_modules())}; delete .venv and retry")
+    os.environ["AECOURSE_BOOTSTRAPPED"] = "1"
+    os.execv(str(python), [str(python), "-m", "aecourse", *argv])
+
+
+def cmd_lab(args: argparse.Namespace, rest: list[str]) -> int:
+    """Open the course in JupyterLab."""
+    root = _paths.repo_root() or Path.cwd()
+    lessons = root / "lessons"
+    start = lessons if lessons.is_dir() else root
+    return subprocess.call([sys.executable, "-m", "jupyterlab", f"--notebook-dir={start}", *rest])
+
+
+def cmd_test(args: argparse.Namespace, rest: list[str]) -> int:
+    """Run the whole test suite with pytest (extra arguments go to pytest)."""
+    root = _paths.repo_root() or Path.cwd()
+    return subprocess.call([sys.executable, "-m", "pytest", *rest], cwd=root)
+
+
+def cmd_bench(args: argparse.Namespace, rest: list[str]) -> int:
+    """Run a benchmark that prints figures."""
+    from aecourse import bench
+
+    return bench.main([args.name, *rest])
+
+
+def cmd_setup(args: argparse.Namespace, rest: list[str]) -> int:
+    """Only prepare the environment (done by the other commands too)."""
+    print(f"aecourse: environment ready ({sys.executable})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python3 -m aecourse", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("lab", help=cmd_lab.__doc__).set_defaults(func=cmd_lab)
+    sub.add_parser("test", help=cmd_test.__doc__).set_defaults(func=cmd_test)
+    bench_parser = sub.add_parser("bench", help=cmd_bench.__doc__)
+    bench_parser.add_argument("name", choices=["quality"], help="which benchmark")
+    bench_parser.set_defaults(func=cmd_bench)
+    sub.add_parser("setup", help=cmd_setup.__doc__).set_defaults(func=cmd_setup)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args, rest = build_parser().parse_known_args(argv)
+    _reexec_in(ensure_environment(), argv)
+    _paths.use_sibling_mnist()
+    return args.func(args, rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Benchmarks that print figures: ``python3 -m aecourse bench quality``.
+
+``quality`` trains the course's convolutional AE (latent 32) and VAE on MNIST and prints,
+side by side in one run, the held-out scores next to their baselines and targets:
+- per-pixel MSE of the CAE next to PCA with the same number of components;
+- the VAE's negative ELBO in nats per image (BCE summed over pixels + KL, one sample of z);
+- 5-nearest-neighbour accuracy on the codes (CAE, VAE means, PCA, raw pixels).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from aecourse import latent, losses, plotting
+from aecourse.config import Config, describe_device, seed_everything
+from aecourse.data import load_mnist
+from aecourse.models import ConvAE, ConvVAE
+from aecourse.training import AEObjective, VAEObjective, evaluate, fit
+
+# What the course promises (README, "Measured quality").
+TARGET_MSE_RATIO = 0.5  # CAE per-pixel MSE at most half of PCA's at the same dimension
+TARGET_NELBO = 100.0  # VAE held-out negative ELBO, nats per image
+TARGET_KNN = 0.96  # 5-NN accuracy on the latent codes
+CAE_LATENT, VAE_LATENT = 32, 16
+EPOCHS = 40  # full mode; fast mode caps it (Config)
+
+
+def _row(name: str, value: str, baseline: str = "", target: str = "", ok: bool | None = None) -> str:
+    mark = "" if ok is None else ("yes" if ok else "NO")
+    return f"| {name} | {value} | {baseline} | {target} | {mark} |"
+
+
+def quality(fast: bool = False, out: Path | None = None, seed: int = 0) -> dict[str, float]:
+    """Train and score the CAE and the VAE; print a Markdown table; return the figures."""
+    cfg = Config(seed=seed, epochs=EPOCHS, batch_size=64, fast=fast)
+    print(describe_device(cfg.device))
+    data = load_mnist(cfg)
+    print(f"data: {data}")
+    device = cfg.torch_device
+    test_x, test_y = data.test_x.to(device), data.test_y.to(device)
+    figures: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    pca = latent.pca_reconstruct(data.train_x, data.test_x, CAE_LATENT)
+    figures["pca_mse"] = losses.mse(pca, data.test_x.cpu(), "pixel_mean").item()
+    figures["pca_seconds"] = time.perf_counter() - t0
+
+    seed_everything(seed)
+    cae = ConvAE(CAE_LATENT)
+    cae_hist = fit(cae, data, cfg, AEObjective("mse"))
+    figures["cae_seconds"] = sum(cae_hist.seconds)
+    with torch.no_grad():
+        cae_recon = cae(test_x)
+    figures["cae_mse"] = losses.mse(cae_recon, test_x, "pixel_mean").item()
+
+    seed_everything(seed)
+    vae = ConvVAE(VAE_LATENT)
+    vae_hist = fit(vae, data, cfg, VAEObjective(beta=1.0))
+    figures["vae_seconds"] = sum(vae_hist.seconds)
+    seed_everything(seed)  # the one sample of z per image in the held-out ELBO
+    vae_terms = evaluate(vae, test_x, test_y, VAEObjective(beta=1.0))
+    figures.update(vae_nelbo=vae_terms["loss"], vae_recon=vae_terms["recon"], vae_kl=vae_terms["kl"])
+
+    codes = {
+        "CAE codes (32)": (latent.encode(cae, data.train_x), latent.encode(cae, data.test_x)),
+        "VAE means (16)": (latent.encode(vae, data.train_x), latent.encode(vae, data.test_x)),
+        "raw pixels (784)": (data.train_x.flatten(1).cpu(), data.test_x.flatten(1).cpu()),
+    }
+    knn = {name: latent.knn_accuracy(tr, data.train_y.cpu(), te, data.test_y.cpu(), k=5)
+           for name, (tr, te) in codes.items()}
+    figures.update(knn_cae=knn["CAE codes (32)"], knn_vae=knn["VAE means (16)"], knn_pixels=knn["raw pixels (784)"])
+
+    ratio = figures["cae_mse"] / figures["pca_mse"]
+    print()
+    print(f"Quality on {len(data.train_x):,} train / {len(data.test_x):,} held-out images ({data.name}; "
+          f"{'fast mode' if fast else 'full mode'})")
+    print("| figure | course | baseline | target | met |")
+    print("|---|---|---|---|---|")
+    print(_row(f"CAE (latent {CAE_LATENT}) held-out MSE per pixel", f"{figures['cae_mse']:.4f}",
+               f"PCA-{CAE_LATENT}: {figures['pca_mse']:.4f} (ratio {ratio:.2f})",
+               f"ratio <= {TARGET_MSE_RATIO}", ratio <= TARGET_MSE_RATIO))
+    print(_row(f"VAE (latent {VAE_LATENT}) held-out -ELBO, nats/image",
+               f"{figures['vae_nelbo']:.1f} (BCE {figures['vae_recon']:.1f} + KL {figures['vae_kl']:.1f})",
+               "", f"<= {TARGET_NELBO:.0f}", figures["vae_nelbo"] <= TARGET_NELBO))
+    for name, acc in knn.items():
+        is_course = not name.startswith("raw")
+        print(_row(f"5-NN accuracy on {name}", f"{acc:.4f}", "", f">= {TARGET_KNN}" if is_course else "reference",
+                   acc >= TARGET_KNN if is_course else None))
+    print(_row("training time (s): CAE / VAE", f"{figures['cae_seconds']:.0f} / {figures['vae_seconds']:.0f}",
+               f"PCA fit: {figures['pca_seconds']:.1f}", "VAE <= 300", figures["vae_seconds"] <= 300))
+
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        plotting.set_style()
+        with torch.no_grad():
+            rows = {"Original": data.test_x[:10], f"PCA-{CAE_LATENT}": pca[:10], "CAE": cae_recon[:10].cpu(),
+                    "VAE": vae.reconstruct(test_x[:10]).cpu()}
+        plotting.reconstruction_rows(rows, title="Held-out digits and their reconstructions").savefig(
+            out / "quality_reconstructions.png")
+        samples = vae.sample(40, generator=torch.Generator().manual_seed(seed)).cpu()
+        plotting.image_grid(samples, ncol=10, title="VAE: new digits decoded from z ~ N(0, I)").savefig(
+            out / "quality_vae_samples.png")
+        plotting.loss_curves({"VAE": vae_hist}, title="VAE negative ELBO per epoch",
+                             ylabel="nats per image").savefig(out / "quality_vae_curves.png")
+        print(f"\nfigures written to {out}")
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m aecourse bench")
+    parser.add_argument("name", choices=["quality"])
+    parser.add_argument("--fast", action="store_true", help="tiny run to check the benchmark itself")
+    parser.add_argument("--out", type=Path, default=None, help="folder for the figures (PNG)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    quality(fast=args.fast, out=args.out, seed=args.seed)
+    return 0

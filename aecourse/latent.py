@@ -1,0 +1,97 @@
+"""Working with codes: encode a dataset, PCA baseline, t-SNE, kNN probe, interpolation, 2-D manifold."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from aecourse.data import Batches, check_images
+from aecourse.models import is_variational
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def encode(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None = None,
+           batch_size: int = 1000) -> torch.Tensor:
+    """Codes ``(N, latent_dim)`` on the CPU for ``images: (N, 1, 28, 28)``; a VAE gives its mean ``mu``."""
+    model.eval()
+    device, codes = _device(model), []
+    for x, y in Batches(images, labels, batch_size, shuffle=False):
+        x, y = x.to(device), (y.to(device) if y is not None else None)
+        if is_variational(model):
+            codes.append(model.encode(x, y)[0] if model.n_classes else model.encode(x)[0])
+        else:
+            codes.append(model.encode(x))
+    return torch.cat(codes).cpu()
+
+
+def _flat(images: torch.Tensor) -> np.ndarray:
+    return check_images(images, "images").flatten(1).cpu().numpy()
+
+
+def pca_reconstruct(train_x: torch.Tensor, test_x: torch.Tensor, n_components: int) -> torch.Tensor:
+    """Fit PCA with ``n_components`` on ``train_x``; return ``test_x`` projected and reconstructed."""
+    from sklearn.decomposition import PCA
+
+    pca = PCA(n_components=n_components, svd_solver="full").fit(_flat(train_x))  # exact, not randomized
+    recon = pca.inverse_transform(pca.transform(_flat(test_x)))
+    return torch.from_numpy(recon).float().view_as(test_x.cpu()).clamp(0, 1)
+
+
+def tsne_2d(codes: torch.Tensor | np.ndarray, seed: int = 0, perplexity: float = 30.0) -> np.ndarray:
+    """Embed codes ``(N, D)`` in 2-D with t-SNE (van der Maaten & Hinton, 2008): ``(N, 2)``.
+
+    Codes wider than 50 are first reduced to 50 with PCA, as the t-SNE paper recommends.
+    """
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    x = codes.cpu().numpy() if isinstance(codes, torch.Tensor) else np.asarray(codes)
+    if x.ndim != 2:
+        raise ValueError(f"codes must be (N, D), got shape {x.shape}")
+    if x.shape[1] > 50:
+        x = PCA(50, random_state=seed).fit_transform(x)
+    perplexity = min(perplexity, (len(x) - 1) / 3)  # t-SNE needs perplexity < N / 3
+    return TSNE(2, perplexity=perplexity, init="pca", learning_rate="auto",
+                random_state=seed).fit_transform(x.astype(np.float32))
+
+
+def knn_accuracy(train_codes: torch.Tensor, train_labels: torch.Tensor, test_codes: torch.Tensor,
+                 test_labels: torch.Tensor, k: int = 5) -> float:
+    """Accuracy of a k-nearest-neighbour classifier (Euclidean) fit on the training codes."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    clf = KNeighborsClassifier(n_neighbors=k).fit(np.asarray(train_codes), np.asarray(train_labels))
+    return float(clf.score(np.asarray(test_codes), np.asarray(test_labels)))
+
+
+@torch.no_grad()
+def interpolate(model: nn.Module, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 8) -> torch.Tensor:
+    """Decode ``steps`` codes on the straight line from ``x_a``'s code to ``x_b``'s: ``(steps, 1, 28, 28)``.
+
+    ``x_a, x_b: (1, 28, 28)`` or ``(1, 1, 28, 28)``. A VAE walks between the means ``mu``.
+    """
+    x = torch.stack([x_a.reshape(1, 28, 28), x_b.reshape(1, 28, 28)]).to(_device(model))  # (2, 1, 28, 28)
+    z_a, z_b = encode(model, x).to(x.device)  # (D,) each
+    t = torch.linspace(0, 1, steps, device=x.device).unsqueeze(1)  # (steps, 1)
+    return model.decode((1 - t) * z_a + t * z_b).cpu()
+
+
+@torch.no_grad()
+def latent_grid(model: nn.Module, n: int = 15, quantiles: tuple[float, float] = (0.05, 0.95),
+                dims: tuple[int, int] = (0, 1)) -> torch.Tensor:
+    """Decode an ``n x n`` grid of codes spaced by the prior's quantiles: ``(n * n, 1, 28, 28)``.
+
+    Row ``i``, column ``j`` holds z[dims[1]] = q_i (top = largest) and z[dims[0]] = q_j, where q
+    are equally spaced quantiles of N(0, 1) (Kingma & Welling, 2014, Fig. 4); other dims are 0.
+    """
+    latent_dim = model.latent_dim
+    q = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(*quantiles, n))  # (n,)
+    z = torch.zeros(n, n, latent_dim)
+    z[:, :, dims[0]] = q.view(1, n)
+    z[:, :, dims[1]] = q.flip(0).view(n, 1)
+    return model.decode(z.view(n * n, latent_dim).to(_device(model))).cpu()

@@ -1,0 +1,195 @@
+"""The course's models: dense AE, convolutional AE, convolutional VAE, conditional VAE.
+
+Every model maps images ``x: (B, 1, 28, 28)`` in [0, 1] to a code of ``latent_dim``
+numbers and back, ending in a Sigmoid so reconstructions are in [0, 1] too. Each keeps
+its constructor arguments in ``hparams`` so a checkpoint can rebuild it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aecourse.data import check_images
+
+IMAGE_SHAPE = (1, 28, 28)
+N_PIXELS = 28 * 28
+
+
+def conv_encoder(channels: tuple[int, int] = (32, 64)) -> nn.Sequential:
+    """Conv + ReLU + MaxPool twice: ``(B, 1, 28, 28) -> (B, c2 * 7 * 7)``."""
+    c1, c2 = channels
+    return nn.Sequential(
+        nn.Conv2d(1, c1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (B, c1, 14, 14)
+        nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (B, c2, 7, 7)
+        nn.Flatten(),  # (B, c2 * 49)
+    )
+
+
+def _upsample(c_in: int, c_out: int, mode: str) -> nn.Sequential:
+    """Double height and width: a stride-2 ConvTranspose2d, or nearest Upsample + Conv2d."""
+    if mode == "transpose":  # out = (in - 1) * 2 - 2 * 1 + 3 + 1 = 2 * in
+        return nn.Sequential(nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=1))
+    if mode == "nearest":
+        return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out, 3, padding=1))
+    raise ValueError(f"upsample must be 'transpose' or 'nearest', got {mode!r}")
+
+
+def conv_decoder(channels: tuple[int, int] = (32, 64), upsample: str = "transpose") -> nn.Sequential:
+    """The encoder's mirror: ``(B, c2 * 7 * 7) -> (B, 1, 28, 28)`` in [0, 1]."""
+    c1, c2 = channels
+    return nn.Sequential(
+        nn.Unflatten(1, (c2, 7, 7)),
+        _upsample(c2, c1, upsample), nn.ReLU(),  # (B, c1, 14, 14)
+        _upsample(c1, c1 // 2, upsample), nn.ReLU(),  # (B, c1/2, 28, 28)
+        nn.Conv2d(c1 // 2, 1, 3, padding=1), nn.Sigmoid(),  # (B, 1, 28, 28)
+    )
+
+
+class Autoencoder(nn.Module):
+    """Base of the deterministic autoencoders: ``encoder`` and ``decoder`` set by subclasses."""
+
+    encoder: nn.Module
+    decoder: nn.Module
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """``x: (B, 1, 28, 28)`` in [0, 1] -> code ``z: (B, latent_dim)``."""
+        return self.encoder(check_images(x))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """``z: (B, latent_dim)`` -> reconstruction ``(B, 1, 28, 28)`` in [0, 1]."""
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+
+class DenseAE(Autoencoder):
+    """Fully connected autoencoder: 784 -> hidden -> latent_dim -> reversed(hidden) -> 784."""
+
+    def __init__(self, latent_dim: int = 32, hidden: tuple[int, ...] = (256, 128)) -> None:
+        super().__init__()
+        self.hparams = {"latent_dim": latent_dim, "hidden": tuple(hidden)}
+        down, up = [N_PIXELS, *hidden, latent_dim], [latent_dim, *reversed(hidden), N_PIXELS]
+        self.encoder = nn.Sequential(nn.Flatten(), *_mlp(down))  # (B, 784) -> (B, latent_dim)
+        self.decoder = nn.Sequential(*_mlp(up), nn.Sigmoid(), nn.Unflatten(1, IMAGE_SHAPE))
+
+
+def _mlp(sizes: list[int]) -> list[nn.Module]:
+    """Linear layers between consecutive sizes, with ReLU between them (none after the last)."""
+    layers: list[nn.Module] = []
+    for a, b in zip(sizes, sizes[1:]):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    return layers[:-1]
+
+
+class ConvAE(Autoencoder):
+    """Convolutional autoencoder with a real bottleneck of ``latent_dim`` numbers per image."""
+
+    def __init__(self, latent_dim: int = 32, channels: tuple[int, int] = (32, 64),
+                 upsample: str = "transpose") -> None:
+        super().__init__()
+        self.hparams = {"latent_dim": latent_dim, "channels": tuple(channels), "upsample": upsample}
+        features = channels[1] * 7 * 7
+        self.encoder = nn.Sequential(conv_encoder(channels), nn.Linear(features, latent_dim))
+        self.decoder = nn.Sequential(nn.Linear(latent_dim, features), nn.ReLU(),
+                                     conv_decoder(channels, upsample))
+
+
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
+    """The reparameterization trick ``z = mu + sigma * eps``, ``sigma = exp(logvar / 2)``, ``eps ~ N(0, I)``.
+
+    Kingma & Welling (2014), "Auto-Encoding Variational Bayes", Sec. 2.4. ``mu, logvar: (B, D)``.
+    The randomness sits in ``eps``, so gradients flow to ``mu`` and ``logvar``.
+    """
+    if mu.shape != logvar.shape:
+        raise ValueError(f"mu and logvar must have the same shape, got {tuple(mu.shape)} and {tuple(logvar.shape)}")
+    if eps is None:
+        eps = torch.randn_like(mu)
+    return mu + torch.exp(0.5 * logvar) * eps  # (B, D)
+
+
+class ConvVAE(nn.Module):
+    """Convolutional VAE: ``encode -> (mu, logvar)``, ``reparameterize``, ``decode``, ``sample``."""
+
+    def __init__(self, latent_dim: int = 16, channels: tuple[int, int] = (32, 64),
+                 upsample: str = "transpose", n_classes: int = 0) -> None:
+        super().__init__()
+        self.hparams = {"latent_dim": latent_dim, "channels": tuple(channels), "upsample": upsample}
+        if n_classes:
+            self.hparams["n_classes"] = n_classes
+        self.latent_dim, self.n_classes = latent_dim, n_classes
+        features = channels[1] * 7 * 7
+        self.features = conv_encoder(channels)
+        self.to_stats = nn.Linear(features + n_classes, 2 * latent_dim)  # -> (mu, logvar)
+        self.decoder = nn.Sequential(nn.Linear(latent_dim + n_classes, features), nn.ReLU(),
+                                     conv_decoder(channels, upsample))
+
+    def _condition(self, h: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        if not self.n_classes:
+            return h
+        if y is None:
+            raise ValueError("this conditional VAE needs the labels y: (B,) ints in [0, n_classes)")
+        return torch.cat([h, F.one_hot(y, self.n_classes).to(h.dtype)], dim=1)
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x: (B, 1, 28, 28)`` -> ``mu, logvar: (B, latent_dim)`` of the Gaussian q(z|x)."""
+        h = self._condition(self.features(check_images(x)), y)
+        mu, logvar = self.to_stats(h).chunk(2, dim=1)  # (B, D) each
+        return mu, logvar
+
+    def reparameterize(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """One sample ``z: (B, D)`` from q(z|x), differentiable in ``mu`` and ``logvar``."""
+        return reparameterize(mu, logvar)
+
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """``z: (B, latent_dim)`` -> Bernoulli means ``(B, 1, 28, 28)`` in [0, 1]."""
+        return self.decoder(self._condition(z, y))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):
+        """One stochastic pass: returns ``(x_hat, mu, logvar)``."""
+        mu, logvar = self.encode(x, y)
+        return self.decode(self.reparameterize(mu, logvar), y), mu, logvar
+
+    def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Deterministic reconstruction: decode the mean code ``mu``."""
+        return self.decode(self.encode(x, y)[0], y)
+
+    @torch.no_grad()
+    def sample(self, n: int, y: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Decode ``n`` codes drawn from the prior N(0, I): ``(n, 1, 28, 28)``."""
+        device = next(self.parameters()).device
+        z = torch.randn(n, self.latent_dim, generator=generator,
+                        device=generator.device if generator is not None else device).to(device)
+        if y is not None:
+            y = torch.as_tensor(y, device=device).expand(n) if torch.as_tensor(y).dim() == 0 else y.to(device)
+        return self.decode(z, y)
+
+
+class ConditionalVAE(ConvVAE):
+    """A ConvVAE whose encoder and decoder also see the label (one-hot), so it can draw a chosen digit."""
+
+    def __init__(self, latent_dim: int = 16, n_classes: int = 10, channels: tuple[int, int] = (32, 64),
+                 upsample: str = "transpose") -> None:
+        super().__init__(latent_dim, channels, upsample, n_classes=n_classes)
+
+
+MODELS = {cls.__name__: cls for cls in (DenseAE, ConvAE, ConvVAE, ConditionalVAE)}
+
+
+def build_model(name: str, **hparams) -> nn.Module:
+    """Rebuild a model from its class name and ``hparams`` (as checkpoints store them)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
+    return MODELS[name](**hparams)
+
+
+def is_variational(model: nn.Module) -> bool:
+    """True for models whose forward returns ``(x_hat, mu, logvar)``."""
+    return isinstance(model, ConvVAE)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

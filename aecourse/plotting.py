@@ -1,0 +1,97 @@
+"""Figures: image grids, labelled reconstruction rows, latent scatters, loss curves. One ``set_style()``."""
+
+from __future__ import annotations
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from aecourse.data import check_images
+
+DIGIT_COLORS = "tab10"  # one colour per class in every latent scatter
+
+
+def set_style() -> None:
+    """The course's matplotlib look: readable sizes, light grid, grey images."""
+    mpl.rcParams.update({
+        "figure.dpi": 100, "savefig.dpi": 110, "savefig.bbox": "tight",
+        "font.size": 11, "axes.titlesize": 12, "axes.titleweight": "bold", "axes.labelsize": 11,
+        "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False,
+        "image.cmap": "gray", "image.interpolation": "nearest", "legend.frameon": False,
+    })
+
+
+def _images(images: torch.Tensor) -> np.ndarray:
+    return check_images(images.detach().float().cpu(), "images")[:, 0].numpy()  # (N, 28, 28)
+
+
+def image_grid(images: torch.Tensor, ncol: int = 10, title: str | None = None,
+               row_labels: list[str] | None = None, col_labels: list[str] | None = None,
+               size: float = 1.0) -> Figure:
+    """Show ``images: (N, 1, 28, 28)`` in [0, 1] row by row, ``ncol`` per row, with optional labels."""
+    pics = _images(images)
+    nrow = -(-len(pics) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(size * ncol + (1.2 if row_labels else 0), size * nrow + 0.4),
+                             squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < len(pics):
+            ax.imshow(pics[i], cmap="gray", vmin=0, vmax=1)
+    for r, label in enumerate(row_labels or []):
+        axes[r, 0].axis("on")
+        axes[r, 0].set(xticks=[], yticks=[])
+        axes[r, 0].grid(False)
+        for spine in axes[r, 0].spines.values():
+            spine.set_visible(False)
+        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=10)
+    for c, label in enumerate(col_labels or []):
+        axes[0, c].set_title(label, fontsize=9, fontweight="normal")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(pad=0.3)
+    return fig
+
+
+def reconstruction_rows(rows: dict[str, torch.Tensor], n: int = 10, title: str = "Reconstructions") -> Figure:
+    """One labelled row per entry, e.g. ``{"Original": x, "AE": ae(x), "VAE": vae(x)}``; first ``n`` each."""
+    for name, imgs in rows.items():
+        check_images(imgs, name)
+    n = min(n, *(len(imgs) for imgs in rows.values()))
+    stacked = torch.cat([imgs[:n].detach().cpu() for imgs in rows.values()])
+    return image_grid(stacked, ncol=n, title=title, row_labels=list(rows))
+
+
+def latent_scatter(points: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor,
+                   title: str = "Latent space", classes: list[str] | None = None,
+                   xlabel: str = "dimension 1", ylabel: str = "dimension 2") -> Figure:
+    """Scatter 2-D points ``(N, 2)`` coloured by their labels ``(N,)``, with a legend of classes."""
+    points, labels = np.asarray(points), np.asarray(labels)
+    if points.ndim != 2 or points.shape[1] != 2 or len(points) != len(labels):
+        raise ValueError(f"points must be (N, 2) with N labels, got {points.shape} and {labels.shape}")
+    fig, ax = plt.subplots(figsize=(7, 6))
+    cmap = plt.get_cmap(DIGIT_COLORS)
+    for c in np.unique(labels):
+        pts = points[labels == c]
+        name = classes[c] if classes is not None else str(c)
+        ax.scatter(pts[:, 0], pts[:, 1], s=4, alpha=0.6, color=cmap(int(c) % 10), label=name)
+    ax.legend(markerscale=4, loc="center left", bbox_to_anchor=(1, 0.5), title="label")
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    fig.tight_layout()
+    return fig
+
+
+def loss_curves(histories: dict, key: str = "loss", title: str = "Training curves",
+                ylabel: str = "loss per image") -> Figure:
+    """Train (solid) and held-out (dashed) ``key`` per epoch for each named ``History``."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, (name, history) in enumerate(histories.items()):
+        color = plt.get_cmap("tab10")(i)
+        epochs = np.arange(1, len(history) + 1)
+        ax.plot(epochs, history.series("train", key), "-o", color=color, ms=3, label=f"{name} (train)")
+        ax.plot(epochs, history.series("test", key), "--", color=color, label=f"{name} (held-out)")
+    ax.set(title=title, xlabel="epoch", ylabel=ylabel)
+    ax.legend()
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,207 @@
+"""One training loop for every model, held-out evaluation, checkpoints and a load-or-train cache."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from aecourse.config import Config, seed_everything
+from aecourse.data import Batches, Dataset, add_noise
+from aecourse.losses import reconstruction_loss, vae_loss
+from aecourse.models import build_model, is_variational
+
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class AEObjective:
+    """Reconstruction loss of a deterministic autoencoder, per image; optional input noise (denoising)."""
+
+    recon: str = "mse"  # "mse" or "bce"
+    noise: float = 0.0  # std of Gaussian noise added to the input (0 = plain autoencoder)
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        inputs = add_noise(x, self.noise) if self.noise else x
+        return {"loss": reconstruction_loss(model(inputs), x, self.recon)}
+
+
+@dataclass(frozen=True)
+class VAEObjective:
+    """Negative ELBO ``recon + beta * KL`` per image, with one sample of z."""
+
+    beta: float = 1.0  # weight of the KL term
+    recon: str = "bce"  # "bce" (Bernoulli decoder) or "mse"
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        x_hat, mu, logvar = model(x, y) if getattr(model, "n_classes", 0) else model(x)
+        return vae_loss(x_hat, x, mu, logvar, self.beta, self.recon)._asdict()
+
+
+Objective = Callable[[nn.Module, torch.Tensor, "torch.Tensor | None"], dict[str, torch.Tensor]]
+
+
+def default_objective(model: nn.Module) -> Objective:
+    """The negative ELBO for VAEs, per-image MSE for plain autoencoders."""
+    return VAEObjective() if is_variational(model) else AEObjective()
+
+
+@dataclass
+class History:
+    """Per-epoch means of each loss term (per image), on training and held-out images."""
+
+    train: list[dict[str, float]] = field(default_factory=list)
+    test: list[dict[str, float]] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)  # wall-clock training time per epoch
+
+    def __len__(self) -> int:
+        return len(self.train)
+
+    def series(self, split: str = "train", key: str = "loss") -> list[float]:
+        """One loss term across epochs, e.g. ``history.series("test", "kl")``."""
+        return [epoch[key] for epoch in getattr(self, split)]
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None = None,
+             objective: Objective | None = None, batch_size: int = 1000) -> dict[str, float]:
+    """Mean of each loss term per image over ``images`` (eval mode, no gradients)."""
+    objective = objective or default_objective(model)
+    was_training = model.training
+    model.eval()
+    totals: dict[str, torch.Tensor] = {}
+    for x, y in Batches(images, labels, batch_size, shuffle=False):
+        for key, value in objective(model, x, y).items():
+            totals[key] = totals.get(key, 0) + value.detach() * len(x)
+    model.train(was_training)
+    return {key: (total / len(images)).item() for key, total in totals.items()}
+
+
+def fit(model: nn.Module, data: Dataset, cfg: Config | None = None, objective: Objective | None = None, *,
+        epochs: int | None = None, lr: float | None = None, batch_size: int | None = None,
+        progress: bool = True, history: History | None = None) -> History:
+    """Train ``model`` on ``data.train_x`` with Adam, evaluating on ``data.test_x`` after each epoch.
+
+    Unset arguments come from ``cfg``. Data is moved to the model's device once; batches are
+    slices of it. Returns the ``History`` (extended in place when one is given).
+    """
+    cfg = cfg or Config()
+    epochs = cfg.epochs if epochs is None else epochs
+    lr = cfg.lr if lr is None else lr
+    batch_size = cfg.batch_size if batch_size is None else batch_size
+    objective = objective or default_objective(model)
+    device = cfg.torch_device
+    model.to(device)
+    data = data.to(device)
+    batches = Batches(data.train_x, data.train_y, batch_size, shuffle=True, seed=cfg.seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    history = history if history is not None else History()
+    bar = tqdm(total=epochs * len(batches), desc=type(model).__name__, unit="batch", disable=not progress)
+    for _ in range(epochs):
+        model.train()
+        start, totals = time.perf_counter(), {}
+        for x, y in batches:
+            terms = objective(model, x, y)
+            optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            optimizer.step()
+            for key, value in terms.items():
+                totals[key] = totals.get(key, 0) + value.detach() * len(x)
+            bar.update()
+        history.train.append({k: (v / len(data.train_x)).item() for k, v in totals.items()})
+        history.seconds.append(time.perf_counter() - start)
+        history.test.append(evaluate(model, data.test_x, data.test_y, objective))
+        bar.set_postfix(epoch=len(history), train=f"{history.train[-1]['loss']:.4g}",
+                        test=f"{history.test[-1]['loss']:.4g}")
+    bar.close()
+    model.eval()
+    return history
+
+
+# --- checkpoints ---------------------------------------------------------------------------------
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file cannot be read back; the message says what to do."""
+
+
+def save_checkpoint(path: Path | str, model: nn.Module, history: History | None = None,
+                    meta: dict | None = None) -> Path:
+    """Write weights, the model's class name and constructor arguments, and its history (atomically)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "model": type(model).__name__,
+        "hparams": dict(model.hparams),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "history": asdict(history) if history is not None else None,
+        "meta": meta or {},
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> tuple[nn.Module, History | None]:
+    """Rebuild a model from a checkpoint alone (``weights_only=True``); returns ``(model, history)``."""
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+        model = build_model(payload["model"], **payload["hparams"])
+        model.load_state_dict(payload["state_dict"])
+    except FileNotFoundError:
+        raise
+    except Exception as err:
+        raise CheckpointError(f"{path} is not a readable aecourse checkpoint ({type(err).__name__}: {err}). "
+                              "Delete it (or move it away) and train again.") from err
+    history = History(**payload["history"]) if payload.get("history") else None
+    return model.to(device).eval(), history
+
+
+def cache_key(model: nn.Module, data: Dataset, cfg: Config, objective: Objective, epochs: int) -> str:
+    """A short hash of everything that decides what training produces."""
+    spec = {
+        "model": type(model).__name__, "hparams": model.hparams, "objective": repr(objective),
+        "data": [data.name, data.source, len(data.train_x), len(data.test_x)],
+        "epochs": epochs, "lr": cfg.lr, "batch_size": cfg.batch_size, "seed": cfg.seed,
+        "format": CHECKPOINT_FORMAT,
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def load_or_train(name: str, make_model: Callable[[], nn.Module], data: Dataset, cfg: Config | None = None,
+                  objective: Objective | None = None, *, epochs: int | None = None,
+                  progress: bool = True) -> tuple[nn.Module, History]:
+    """Return a trained model from ``cfg.cache_dir`` if one matches, else train it and cache it.
+
+    A cached file that cannot be read is moved aside to ``*.corrupt`` (never deleted) and the
+    model is trained again.
+    """
+    cfg = cfg or Config()
+    epochs = cfg.epochs if epochs is None else epochs
+    seed_everything(cfg.seed)
+    model = make_model()
+    objective = objective or default_objective(model)
+    path = cfg.cache_dir / f"{name}-{cache_key(model, data, cfg, objective, epochs)}.pt"
+    if path.exists():
+        try:
+            cached, history = load_checkpoint(path, cfg.torch_device)
+            print(f"Loaded {name} from the cache ({path}); delete the file to train again.")
+            return cached, history or History()
+        except CheckpointError as err:
+            aside = path.with_name(path.name + ".corrupt")
+            os.replace(path, aside)
+            warnings.warn(f"{err} Moved it to {aside}; training again.", stacklevel=2)
+    history = fit(model, data, cfg, objective, epochs=epochs, progress=progress)
+    save_checkpoint(path, model, history, meta={"name": name, "data": data.source})
+    return model, history

@@ -1,0 +1,83 @@
+import numpy as np
+import pytest
+import torch
+
+from aecourse import latent
+from aecourse.models import ConditionalVAE, ConvAE, ConvVAE
+
+X = torch.rand(12, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+
+
+def test_encode_gives_codes_and_the_vae_mean():
+    torch.manual_seed(0)
+    ae, vae = ConvAE(5, channels=(8, 16)), ConvVAE(3, channels=(8, 16))
+    assert latent.encode(ae, X, batch_size=5).shape == (12, 5)
+    assert torch.allclose(latent.encode(vae, X), vae.encode(X)[0])
+    cvae = ConditionalVAE(3, channels=(8, 16))
+    y = torch.arange(12) % 10
+    assert torch.allclose(latent.encode(cvae, X, y), cvae.encode(X, y)[0])
+
+
+def test_pca_reconstruction_matches_an_svd_projection():
+    g = torch.Generator().manual_seed(1)
+    train, test = torch.rand(300, 1, 28, 28, generator=g), torch.rand(20, 1, 28, 28, generator=g)
+    ours = latent.pca_reconstruct(train, test, 10)
+    a = train.flatten(1).double().numpy()
+    mean = a.mean(0)
+    _, _, vt = np.linalg.svd(a - mean, full_matrices=False)
+    basis = vt[:10]  # (10, 784)
+    t = test.flatten(1).double().numpy() - mean
+    oracle = np.clip(t @ basis.T @ basis + mean, 0, 1)
+    np.testing.assert_allclose(ours.flatten(1).numpy(), oracle, atol=1e-4)
+    assert ours.shape == test.shape
+
+
+def test_knn_accuracy_against_a_hand_written_nearest_neighbour():
+    g = np.random.default_rng(2)
+    train, test = g.normal(size=(200, 4)), g.normal(size=(50, 4))
+    train_y, test_y = g.integers(0, 3, 200), g.integers(0, 3, 50)
+    nearest = np.argmin(((test[:, None] - train[None]) ** 2).sum(-1), axis=1)
+    oracle = float((train_y[nearest] == test_y).mean())
+    assert latent.knn_accuracy(train, train_y, test, test_y, k=1) == pytest.approx(oracle)
+    blobs = np.concatenate([g.normal(0, 0.1, (30, 2)), g.normal(5, 0.1, (30, 2))])
+    labels = np.repeat([0, 1], 30)
+    assert latent.knn_accuracy(blobs, labels, blobs + 0.01, labels, k=5) == 1.0
+
+
+def test_tsne_keeps_separate_clusters_apart():
+    g = np.random.default_rng(3)
+    codes = np.concatenate([g.normal(0, 1, (60, 64)), g.normal(20, 1, (60, 64))]).astype(np.float32)
+    emb = latent.tsne_2d(torch.from_numpy(codes), seed=0)
+    assert emb.shape == (120, 2) and np.isfinite(emb).all()
+    a, b = emb[:60], emb[60:]
+    gap = np.linalg.norm(a.mean(0) - b.mean(0))
+    assert gap > 3 * max(a.std(0).max(), b.std(0).max())
+    assert np.array_equal(emb, latent.tsne_2d(codes, seed=0))  # repeatable under a seed
+    with pytest.raises(ValueError, match=r"\(N, D\)"):
+        latent.tsne_2d(np.zeros(10))
+
+
+def test_interpolation_starts_and_ends_at_the_two_reconstructions():
+    torch.manual_seed(0)
+    for model in (ConvAE(6, channels=(8, 16)), ConvVAE(6, channels=(8, 16))):
+        model.eval()
+        path = latent.interpolate(model, X[0], X[1], steps=5)
+        assert path.shape == (5, 1, 28, 28)
+        with torch.no_grad():
+            ends = model(X[:2]) if isinstance(model, ConvAE) else model.reconstruct(X[:2])
+            z = latent.encode(model, X[:2])
+            middle = model.decode(z.mean(0, keepdim=True))
+        assert torch.allclose(path[0], ends[0], atol=1e-5) and torch.allclose(path[-1], ends[1], atol=1e-5)
+        assert torch.allclose(path[2], middle[0], atol=1e-5)
+
+
+def test_latent_grid_covers_the_prior_quantiles():
+    torch.manual_seed(0)
+    vae = ConvVAE(2, channels=(8, 16)).eval()
+    grid = latent.latent_grid(vae, n=5)
+    assert grid.shape == (25, 1, 28, 28)
+    with torch.no_grad():
+        centre = vae.decode(torch.zeros(1, 2))
+        top_left = vae.decode(torch.tensor([[-1.6448536, 1.6448536]]))  # 5% and 95% quantiles
+    assert torch.allclose(grid[12], centre[0], atol=1e-5)
+    assert torch.allclose(grid[0], top_left[0], atol=1e-4)

@@ -1,0 +1,100 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.distributions import Normal, kl_divergence
+
+from aecourse.losses import bce, gaussian_kl, mse, psnr, reconstruction_loss, vae_loss
+
+gen = torch.Generator().manual_seed(0)
+X = torch.rand(6, 1, 28, 28, generator=gen)
+X_HAT = torch.rand(6, 1, 28, 28, generator=gen).clamp(0.01, 0.99)
+
+
+@pytest.mark.parametrize("ours, theirs", [(mse, F.mse_loss), (bce, F.binary_cross_entropy)])
+def test_reconstruction_losses_match_torch_functional(ours, theirs):
+    total = theirs(X_HAT, X, reduction="sum")
+    assert torch.allclose(ours(X_HAT, X, "sum"), total)
+    assert torch.allclose(ours(X_HAT, X, "batch_mean"), total / 6)
+    assert torch.allclose(ours(X_HAT, X, "pixel_mean"), theirs(X_HAT, X))
+    per_image = ours(X_HAT, X, "none")
+    assert per_image.shape == (6,)
+    assert torch.allclose(per_image[2], theirs(X_HAT[2], X[2], reduction="sum"))
+
+
+def test_bce_by_hand():
+    half = torch.full((2, 1, 28, 28), 0.5)
+    assert torch.allclose(bce(half, X[:2], "none"), torch.full((2,), 784 * math.log(2)))
+    assert torch.allclose(reconstruction_loss(half, X[:2], "bce"), torch.tensor(784 * math.log(2)))
+
+
+def test_loss_arguments_are_checked():
+    with pytest.raises(ValueError, match="same shape"):
+        mse(X_HAT.view(6, 784), X)
+    with pytest.raises(ValueError, match="Sigmoid"):
+        bce(X_HAT * 3 - 1, X)
+    with pytest.raises(ValueError, match="reduction"):
+        mse(X_HAT, X, "mean")
+    with pytest.raises(ValueError, match="'bce' or 'mse'"):
+        reconstruction_loss(X_HAT, X, "l1")
+
+
+def test_gaussian_kl_matches_torch_distributions():
+    g = torch.Generator().manual_seed(1)
+    mu, logvar = torch.randn(32, 10, generator=g) * 2, torch.randn(32, 10, generator=g)
+    oracle = kl_divergence(Normal(mu, torch.exp(0.5 * logvar)), Normal(0.0, 1.0)).sum(dim=1)
+    ours = gaussian_kl(mu, logvar)
+    assert ours.shape == (32,)
+    assert torch.allclose(ours, oracle, atol=1e-5)
+
+
+@pytest.mark.parametrize("mu, logvar, expected", [
+    (0.0, 0.0, 0.0),  # q equals the prior
+    (1.0, 0.0, 0.5),  # 1/2 * mu^2
+    (0.0, 1.0, 0.5 * (math.e - 1 - 1)),  # 1/2 * (e - 1 - 1)
+    (2.0, math.log(4.0), 0.5 * (4 + 4 - math.log(4) - 1)),
+])
+def test_gaussian_kl_by_hand_per_dimension(mu, logvar, expected):
+    kl = gaussian_kl(torch.full((1, 3), mu), torch.full((1, 3), logvar))
+    assert kl.item() == pytest.approx(3 * expected, rel=1e-6)
+
+
+def test_gaussian_kl_is_never_negative_and_has_the_right_gradient():
+    g = torch.Generator().manual_seed(2)
+    mu, logvar = torch.randn(100, 4, generator=g) * 3, torch.randn(100, 4, generator=g) * 3
+    assert (gaussian_kl(mu, logvar) >= 0).all()
+    m = torch.randn(3, 2, dtype=torch.float64, requires_grad=True)
+    lv = torch.randn(3, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(gaussian_kl, (m, lv))  # against finite differences
+
+
+def test_gaussian_kl_agrees_with_a_monte_carlo_estimate():
+    torch.manual_seed(0)
+    mu, logvar = torch.tensor([[0.7, -1.2]]), torch.tensor([[-0.5, 0.8]])
+    q, p = Normal(mu, torch.exp(0.5 * logvar)), Normal(0.0, 1.0)
+    z = q.sample((400_000,))
+    estimate = (q.log_prob(z) - p.log_prob(z)).sum(-1).mean()
+    assert gaussian_kl(mu, logvar).item() == pytest.approx(estimate.item(), abs=0.01)
+
+
+def test_gaussian_kl_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match=r"\(B, D\)"):
+        gaussian_kl(torch.zeros(4, 2), torch.zeros(4, 3))
+
+
+def test_vae_loss_is_recon_plus_beta_kl():
+    g = torch.Generator().manual_seed(3)
+    mu, logvar = torch.randn(6, 5, generator=g), torch.randn(6, 5, generator=g)
+    terms = vae_loss(X_HAT, X, mu, logvar, beta=4.0)
+    assert torch.allclose(terms.recon, F.binary_cross_entropy(X_HAT, X, reduction="sum") / 6)
+    assert torch.allclose(terms.kl, gaussian_kl(mu, logvar).mean())
+    assert torch.allclose(terms.loss, terms.recon + 4.0 * terms.kl)
+    assert torch.allclose(vae_loss(X_HAT, X, mu, logvar, beta=0.0).loss, terms.recon)
+    assert torch.allclose(vae_loss(X_HAT, X, mu, logvar, recon="mse").recon, mse(X_HAT, X))
+
+
+def test_psnr_by_hand():
+    x = torch.full((2, 1, 28, 28), 0.5)
+    assert torch.allclose(psnr(x + 0.1, x), torch.full((2,), 20.0), atol=1e-4)  # MSE 0.01 -> 20 dB
+    assert torch.isfinite(psnr(x, x)).all()

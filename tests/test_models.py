@@ -1,0 +1,137 @@
+import pytest
+import torch
+
+from aecourse import models
+from aecourse.models import ConditionalVAE, ConvAE, ConvVAE, DenseAE, build_model, reparameterize
+
+X = torch.rand(5, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+Y = torch.tensor([0, 1, 2, 3, 9])
+
+
+def run(model, x=X):
+    return model(x, Y[: len(x)]) if isinstance(model, ConditionalVAE) else model(x)
+
+
+@pytest.mark.parametrize("latent_dim", [2, 8, 32])
+@pytest.mark.parametrize("cls", [DenseAE, ConvAE])
+def test_autoencoders_compress_to_latent_dim_and_reconstruct_in_range(cls, latent_dim):
+    model = cls(latent_dim=latent_dim)
+    z = model.encode(X)
+    assert z.shape == (5, latent_dim) and z.dtype == torch.float32
+    x_hat = model(X)
+    assert x_hat.shape == X.shape
+    assert 0 <= x_hat.min() and x_hat.max() <= 1
+    assert torch.allclose(model.decode(z), x_hat)
+
+
+@pytest.mark.parametrize("upsample", ["transpose", "nearest"])
+def test_conv_decoder_upsampling_choices(upsample):
+    assert ConvAE(16, upsample=upsample)(X).shape == X.shape
+    with pytest.raises(ValueError, match="upsample"):
+        ConvAE(16, upsample="bicubic-ish")
+
+
+def test_conv_encoder_output_size_arithmetic():
+    features = models.conv_encoder((8, 16))(X)
+    assert features.shape == (5, 16 * 7 * 7)  # 28 -> pool -> 14 -> pool -> 7
+
+
+@pytest.mark.parametrize("latent_dim", [2, 16])
+@pytest.mark.parametrize("cls", [ConvVAE, ConditionalVAE])
+def test_vaes_return_reconstruction_mu_logvar(cls, latent_dim):
+    model = cls(latent_dim=latent_dim)
+    x_hat, mu, logvar = run(model)
+    assert x_hat.shape == X.shape and mu.shape == logvar.shape == (5, latent_dim)
+    assert 0 <= x_hat.min() and x_hat.max() <= 1
+    samples = model.sample(7, y=torch.tensor(3) if cls is ConditionalVAE else None)
+    assert samples.shape == (7, 1, 28, 28)
+
+
+def test_vae_forward_is_stochastic_but_reconstruct_is_not():
+    model = ConvVAE(4)
+    torch.manual_seed(0)
+    assert not torch.equal(model(X)[0], model(X)[0])
+    assert torch.equal(model.reconstruct(X), model.reconstruct(X))
+
+
+def test_vae_sampling_repeats_with_a_generator():
+    model = ConvVAE(2)
+    a = model.sample(4, generator=torch.Generator().manual_seed(1))
+    b = model.sample(4, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+
+
+def test_conditional_vae_needs_labels():
+    with pytest.raises(ValueError, match="labels"):
+        ConditionalVAE(4)(X)
+
+
+def test_reparameterize_matches_the_formula_by_hand():
+    mu = torch.tensor([[0.0, 1.0, -2.0]])
+    logvar = torch.tensor([[0.0, 2 * torch.log(torch.tensor(3.0)).item(), -2.0]])  # sigma = 1, 3, e^-1
+    eps = torch.tensor([[0.5, -1.0, 2.0]])
+    expected = torch.tensor([[0.5, 1.0 - 3.0, -2.0 + 2.0 * torch.exp(torch.tensor(-1.0)).item()]])
+    assert torch.allclose(reparameterize(mu, logvar, eps), expected)
+
+
+def test_reparameterize_samples_have_the_right_mean_and_variance():
+    torch.manual_seed(0)
+    mu, logvar = torch.tensor([[1.5, -0.5]]), torch.tensor([[0.0, 1.0]])
+    z = reparameterize(mu.expand(200_000, 2), logvar.expand(200_000, 2))
+    assert torch.allclose(z.mean(0), mu[0], atol=0.02)
+    assert torch.allclose(z.var(0), logvar[0].exp(), rtol=0.02)
+
+
+def test_gradients_flow_through_the_reparameterization():
+    mu = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    logvar = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    eps = torch.randn(4, 3, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda m, lv: reparameterize(m, lv, eps), (mu, logvar))
+    reparameterize(mu, logvar, eps).sum().backward()
+    assert torch.allclose(mu.grad, torch.ones_like(mu))
+    assert torch.allclose(logvar.grad, 0.5 * torch.exp(0.5 * logvar.detach()) * eps)
+    with pytest.raises(ValueError, match="same shape"):
+        reparameterize(torch.zeros(2, 3), torch.zeros(2, 4))
+
+
+@pytest.mark.parametrize("name", list(models.MODELS))
+def test_every_parameter_gets_a_gradient(name):
+    model = build_model(name)
+    out = run(model)
+    (out[0] if isinstance(out, tuple) else out).sum().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing
+
+
+@pytest.mark.parametrize("name", list(models.MODELS))
+def test_models_rebuild_from_name_and_hparams(name):
+    model = build_model(name, latent_dim=6)
+    twin = build_model(name, **model.hparams)
+    twin.load_state_dict(model.state_dict())
+    model.eval(), twin.eval()
+    a = model.reconstruct(X, Y) if name == "ConditionalVAE" else (model.reconstruct(X) if name == "ConvVAE" else model(X))
+    b = twin.reconstruct(X, Y) if name == "ConditionalVAE" else (twin.reconstruct(X) if name == "ConvVAE" else twin(X))
+    assert torch.equal(a, b)
+
+
+def test_same_seed_same_weights():
+    torch.manual_seed(7)
+    a = ConvVAE(8).state_dict()
+    torch.manual_seed(7)
+    b = ConvVAE(8).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_wrong_input_shape_gets_a_helpful_error():
+    with pytest.raises(ValueError, match=r"view\(-1, 1, 28, 28\)"):
+        ConvAE(8)(torch.rand(5, 784))
+    with pytest.raises(ValueError, match="unknown model"):
+        build_model("Transformer")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_models_run_on_the_gpu():
+    model = ConvVAE(8).cuda()
+    x_hat, mu, _ = model(X.cuda())
+    assert x_hat.device.type == "cuda" and mu.device.type == "cuda"
+    assert model.sample(3).device.type == "cuda"

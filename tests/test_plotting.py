@@ -1,0 +1,58 @@
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+
+from aecourse import plotting
+from aecourse.training import History
+
+IMAGES = torch.rand(20, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def test_set_style_sets_the_course_look():
+    plotting.set_style()
+    assert plt.rcParams["image.cmap"] == "gray" and plt.rcParams["axes.grid"]
+
+
+def test_image_grid_shows_every_image_with_titles(tmp_path):
+    fig = plotting.image_grid(IMAGES[:13], ncol=5, title="Samples", col_labels=list("abcde"))
+    shown = [ax for ax in fig.axes if ax.images]
+    assert len(fig.axes) == 15 and len(shown) == 13
+    assert fig._suptitle.get_text() == "Samples"
+    assert np.allclose(shown[3].images[0].get_array(), IMAGES[3, 0].numpy())
+    fig.savefig(tmp_path / "grid.png")
+    assert (tmp_path / "grid.png").stat().st_size > 1000
+
+
+def test_reconstruction_rows_label_each_row():
+    fig = plotting.reconstruction_rows({"Original": IMAGES, "AE": IMAGES * 0.5, "VAE": IMAGES * 0.2}, n=6)
+    assert len([ax for ax in fig.axes if ax.images]) == 18
+    labels = [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()]
+    assert labels == ["Original", "AE", "VAE"]
+    with pytest.raises(ValueError, match="AE must have shape"):
+        plotting.reconstruction_rows({"Original": IMAGES, "AE": IMAGES.view(20, 784)})
+
+
+def test_latent_scatter_colours_by_label():
+    points = np.random.default_rng(0).normal(size=(100, 2))
+    labels = np.arange(100) % 10
+    fig = plotting.latent_scatter(points, labels, title="t-SNE of codes")
+    ax = fig.axes[0]
+    assert ax.get_title() == "t-SNE of codes" and len(ax.collections) == 10
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [str(d) for d in range(10)]
+    with pytest.raises(ValueError, match=r"\(N, 2\)"):
+        plotting.latent_scatter(np.zeros((5, 3)), np.zeros(5))
+
+
+def test_loss_curves_draw_train_and_held_out():
+    h = History(train=[{"loss": 3.0}, {"loss": 2.0}], test=[{"loss": 3.5}, {"loss": 2.5}])
+    fig = plotting.loss_curves({"AE": h, "VAE": h}, title="Loss")
+    ax = fig.axes[0]
+    assert len(ax.lines) == 4 and ax.get_xlabel() == "epoch" and ax.get_title() == "Loss"
+    assert list(ax.lines[1].get_ydata()) == [3.5, 2.5]

@@ -1,0 +1,131 @@
+import warnings
+
+import pytest
+import torch
+
+from aecourse import training
+from aecourse.losses import gaussian_kl, mse
+from aecourse.models import ConditionalVAE, ConvAE, ConvVAE, DenseAE
+from aecourse.training import (AEObjective, CheckpointError, History, VAEObjective, evaluate, fit,
+                               load_checkpoint, load_or_train, save_checkpoint)
+
+MAKERS = {
+    "DenseAE": lambda: DenseAE(16),
+    "ConvAE": lambda: ConvAE(16, channels=(8, 16)),
+    "ConvVAE": lambda: ConvVAE(8, channels=(8, 16)),
+    "ConditionalVAE": lambda: ConditionalVAE(8, channels=(8, 16)),
+    "DenoisingAE": lambda: ConvAE(16, channels=(8, 16)),
+}
+
+
+@pytest.mark.parametrize("name", list(MAKERS))
+def test_smoke_every_model_learns_in_fast_mode(name, small_data, cfg):
+    torch.manual_seed(0)
+    model = MAKERS[name]()
+    objective = AEObjective(noise=0.3) if name == "DenoisingAE" else training.default_objective(model)
+    before = evaluate(model, small_data.test_x, small_data.test_y, objective)["loss"]
+    history = fit(model, small_data, cfg, objective, epochs=3, batch_size=32, progress=False)
+    assert len(history) == 3 and len(history.seconds) == 3
+    assert history.test[-1]["loss"] < 0.95 * before  # held-out loss went down
+    assert history.train[-1]["loss"] < history.train[0]["loss"]
+
+
+def test_training_is_deterministic_under_a_seed(small_data, cfg):
+    def run():
+        torch.manual_seed(0)
+        return fit(ConvVAE(4, channels=(8, 16)), small_data, cfg, epochs=2, progress=False)
+
+    a, b = run(), run()
+    assert a.train == b.train and a.test == b.test
+
+
+def test_evaluate_is_the_mean_per_image_loss(small_data):
+    torch.manual_seed(0)
+    model = ConvAE(8, channels=(8, 16)).eval()
+    with torch.no_grad():
+        direct = mse(model(small_data.test_x), small_data.test_x, "batch_mean").item()
+    assert evaluate(model, small_data.test_x, objective=AEObjective(), batch_size=100)["loss"] == pytest.approx(direct, rel=1e-5)
+    assert model.training is False
+
+
+def test_vae_objective_reports_its_parts(small_data):
+    torch.manual_seed(0)
+    model = ConvVAE(4, channels=(8, 16))
+    terms = evaluate(model, small_data.test_x, objective=VAEObjective(beta=2.0))
+    assert set(terms) == {"loss", "recon", "kl"}
+    assert terms["loss"] == pytest.approx(terms["recon"] + 2.0 * terms["kl"], rel=1e-5)
+    with torch.no_grad():
+        mu, logvar = model.encode(small_data.test_x)
+    assert terms["kl"] == pytest.approx(gaussian_kl(mu, logvar).mean().item(), rel=1e-4)
+
+
+def test_checkpoint_round_trip_rebuilds_the_model_from_the_file_alone(tmp_path, small_data, cfg):
+    torch.manual_seed(0)
+    model = ConvVAE(3, channels=(8, 16))
+    history = fit(model, small_data, cfg, epochs=1, progress=False)
+    path = save_checkpoint(tmp_path / "vae.pt", model, history, meta={"note": "test"})
+    loaded, loaded_history = load_checkpoint(path)  # uses weights_only=True
+    assert isinstance(loaded, ConvVAE) and loaded.hparams == model.hparams
+    assert torch.equal(loaded.reconstruct(small_data.test_x[:4]), model.reconstruct(small_data.test_x[:4]))
+    assert loaded_history == history
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_unreadable_checkpoint_says_what_to_do(tmp_path):
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="Delete it"):
+        load_checkpoint(bad)
+    torch.save({"format": 1, "model": "ConvAE", "hparams": {"latent_dim": 4}, "state_dict": {}}, bad)
+    with pytest.raises(CheckpointError, match="state_dict|Missing"):
+        load_checkpoint(bad)
+
+
+def test_load_or_train_trains_once_then_loads(monkeypatch, small_data, cfg):
+    make = MAKERS["ConvAE"]
+    model, history = load_or_train("cae", make, small_data, cfg, epochs=1, progress=False)
+    files = list(cfg.cache_dir.glob("cae-*.pt"))
+    assert len(files) == 1 and len(history) == 1
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("should have loaded from the cache")
+
+    monkeypatch.setattr(training, "fit", no_training)
+    again, history2 = load_or_train("cae", make, small_data, cfg, epochs=1, progress=False)
+    assert torch.equal(again(small_data.test_x[:3]), model(small_data.test_x[:3]))
+    assert history2 == history
+
+
+def test_cache_key_changes_with_what_decides_training(small_data, cfg):
+    model = MAKERS["ConvAE"]()
+    key = training.cache_key(model, small_data, cfg, AEObjective(), 3)
+    assert key == training.cache_key(MAKERS["ConvAE"](), small_data, cfg, AEObjective(), 3)
+    assert key != training.cache_key(model, small_data, cfg, AEObjective(), 4)
+    assert key != training.cache_key(model, small_data, cfg, AEObjective(noise=0.5), 3)
+    assert key != training.cache_key(ConvAE(17, channels=(8, 16)), small_data, cfg, AEObjective(), 3)
+
+
+def test_corrupt_cache_is_moved_aside_and_retrained(small_data, cfg):
+    make = MAKERS["ConvAE"]
+    load_or_train("cae", make, small_data, cfg, epochs=1, progress=False)
+    (path,) = cfg.cache_dir.glob("cae-*.pt")
+    path.write_bytes(path.read_bytes()[:100])  # e.g. a kernel killed mid-write by an older version
+    with pytest.warns(UserWarning, match="Moved it to .*corrupt"):
+        model, history = load_or_train("cae", make, small_data, cfg, epochs=1, progress=False)
+    assert len(history) == 1 and path.exists()
+    assert path.with_name(path.name + ".corrupt").stat().st_size == 100  # nothing lost
+
+
+def test_history_series():
+    h = History(train=[{"loss": 3.0, "kl": 1.0}, {"loss": 2.0, "kl": 1.5}], test=[{"loss": 4.0}, {"loss": 3.5}])
+    assert h.series("train", "kl") == [1.0, 1.5] and h.series("test") == [4.0, 3.5] and len(h) == 2
+
+
+def test_fast_config_trains_few_epochs(small_data, tmp_path):
+    from aecourse.config import Config
+
+    cfg = Config(device="cpu", epochs=50, fast=True, cache_dir=tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        history = fit(MAKERS["DenseAE"](), small_data, cfg, progress=False)
+    assert len(history) == cfg.epochs <= 2
