@@ -23,7 +23,7 @@ from aecourse import _paths
 # Import names of everything the commands need (runtime + course + dev extras).
 REQUIRED_MODULES = (
     "torch", "torchvision", "numpy", "matplotlib", "sklearn", "ipywidgets", "tqdm",
-    "jupyterlab", "nbgrader", "pytest", "nbval",
+    "jupyterlab", "nbgrader", "pytest", "nbval", "yaml",
 )
 EXTRAS = "course,dev"
 STAMP = ".aecourse-installed"  # inside .venv: the hash of the pyproject.toml it was built from

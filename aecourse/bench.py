@@ -51,16 +51,18 @@ def quality(fast: bool = False, out: Path | None = None, seed: int = 0) -> dict[
 
     seed_everything(seed)
     cae = ConvAE(CAE_LATENT)
-    cae_hist = fit(cae, data, cfg, AEObjective("mse"))
+    cae_hist = fit(cae, data, cfg, AEObjective("mse"), progress=False)
     figures["cae_seconds"] = sum(cae_hist.seconds)
+    print(f"trained ConvAE({CAE_LATENT}): {len(cae_hist)} epochs in {figures['cae_seconds']:.0f} s", flush=True)
     with torch.no_grad():
         cae_recon = cae(test_x)
     figures["cae_mse"] = losses.mse(cae_recon, test_x, "pixel_mean").item()
 
     seed_everything(seed)
     vae = ConvVAE(VAE_LATENT)
-    vae_hist = fit(vae, data, cfg, VAEObjective(beta=1.0))
+    vae_hist = fit(vae, data, cfg, VAEObjective(beta=1.0), progress=False)
     figures["vae_seconds"] = sum(vae_hist.seconds)
+    print(f"trained ConvVAE({VAE_LATENT}): {len(vae_hist)} epochs in {figures['vae_seconds']:.0f} s", flush=True)
     seed_everything(seed)  # the one sample of z per image in the held-out ELBO
     vae_terms = evaluate(vae, test_x, test_y, VAEObjective(beta=1.0))
     figures.update(vae_nelbo=vae_terms["loss"], vae_recon=vae_terms["recon"], vae_kl=vae_terms["kl"])

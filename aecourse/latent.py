@@ -89,6 +89,9 @@ def latent_grid(model: nn.Module, n: int = 15, quantiles: tuple[float, float] = 
     Row ``i``, column ``j`` holds z[dims[1]] = q_i (top = largest) and z[dims[0]] = q_j, where q
     are equally spaced quantiles of N(0, 1) (Kingma & Welling, 2014, Fig. 4); other dims are 0.
     """
+    if not is_variational(model):
+        raise TypeError(f"latent_grid decodes codes spread like the VAE prior; got a {type(model).__name__}, "
+                        "pass a ConvVAE")
     latent_dim = model.latent_dim
     q = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(*quantiles, n))  # (n,)
     z = torch.zeros(n, n, latent_dim)

@@ -157,13 +157,14 @@ class ConvVAE(nn.Module):
         return self.decode(self.encode(x, y)[0], y)
 
     @torch.no_grad()
-    def sample(self, n: int, y: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Decode ``n`` codes drawn from the prior N(0, I): ``(n, 1, 28, 28)``."""
+    def sample(self, n: int, y: torch.Tensor | int | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Decode ``n`` codes drawn from the prior N(0, I): ``(n, 1, 28, 28)`` (labels ``y`` if conditional)."""
         device = next(self.parameters()).device
         z = torch.randn(n, self.latent_dim, generator=generator,
                         device=generator.device if generator is not None else device).to(device)
         if y is not None:
-            y = torch.as_tensor(y, device=device).expand(n) if torch.as_tensor(y).dim() == 0 else y.to(device)
+            y = torch.as_tensor(y, device=device).expand(n)  # one label for all, or one per sample
         return self.decode(z, y)
 
 

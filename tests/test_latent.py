@@ -81,3 +81,5 @@ def test_latent_grid_covers_the_prior_quantiles():
         top_left = vae.decode(torch.tensor([[-1.6448536, 1.6448536]]))  # 5% and 95% quantiles
     assert torch.allclose(grid[12], centre[0], atol=1e-5)
     assert torch.allclose(grid[0], top_left[0], atol=1e-4)
+    with pytest.raises(TypeError, match="ConvVAE"):
+        latent.latent_grid(ConvAE(2, channels=(8, 16)))
