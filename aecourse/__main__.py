@@ -75,6 +75,7 @@ def _reexec_in(python: Path, argv: list[str]) -> None:
     if os.environ.get("AECOURSE_BOOTSTRAPPED"):
         sys.exit(f"aecourse: {python} still lacks {', '.join(missing_modules())}; delete .venv and retry")
     os.environ["AECOURSE_BOOTSTRAPPED"] = "1"
+    os.environ["PATH"] = os.pathsep.join([str(python.parent), os.environ.get("PATH", "")])  # its jupyter, nbgrader, ...
     os.execv(str(python), [str(python), "-m", "aecourse", *argv])
 
 

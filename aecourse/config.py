@@ -35,7 +35,7 @@ class Config:
     seed: int = 0  # one seed for torch, numpy and random
     device: str = "auto"  # "auto" = CUDA, then Apple MPS, then CPU
     epochs: int = 10  # passes over the training images
-    batch_size: int = 128  # images per optimiser step
+    batch_size: int = 64  # images per optimiser step
     lr: float = 1e-3  # Adam learning rate
     n_train: int | None = None  # training images to use (None = all)
     n_test: int | None = None  # held-out images to use (None = all)

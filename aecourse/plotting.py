@@ -29,8 +29,11 @@ def _images(images: torch.Tensor) -> np.ndarray:
 
 def image_grid(images: torch.Tensor, ncol: int = 10, title: str | None = None,
                row_labels: list[str] | None = None, col_labels: list[str] | None = None,
-               size: float = 1.0) -> Figure:
-    """Show ``images: (N, 1, 28, 28)`` in [0, 1] row by row, ``ncol`` per row, with optional labels."""
+               captions: list[str] | None = None, size: float = 1.0) -> Figure:
+    """Show ``images: (N, 1, 28, 28)`` in [0, 1] row by row, ``ncol`` per row.
+
+    ``row_labels`` name each row, ``col_labels`` each column, ``captions`` each image.
+    """
     pics = _images(images)
     nrow = -(-len(pics) // ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(size * ncol + (1.2 if row_labels else 0), size * nrow + 0.4),
@@ -48,6 +51,8 @@ def image_grid(images: torch.Tensor, ncol: int = 10, title: str | None = None,
         axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=10)
     for c, label in enumerate(col_labels or []):
         axes[0, c].set_title(label, fontsize=9, fontweight="normal")
+    for ax, caption in zip(axes.flat, captions or []):
+        ax.set_title(caption, fontsize=9, fontweight="normal")
     if title:
         fig.suptitle(title)
     fig.tight_layout(pad=0.3)
@@ -92,6 +97,23 @@ def loss_curves(histories: dict, key: str = "loss", title: str = "Training curve
         ax.plot(epochs, history.series("train", key), "-o", color=color, ms=3, label=f"{name} (train)")
         ax.plot(epochs, history.series("test", key), "--", color=color, label=f"{name} (held-out)")
     ax.set(title=title, xlabel="epoch", ylabel=ylabel)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def compare_curves(x: list[float], curves: dict[str, list[float]], title: str, xlabel: str, ylabel: str,
+                   logx: bool = False) -> Figure:
+    """One line per named curve over shared ``x`` values, e.g. error against bottleneck size."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for name, ys in curves.items():
+        if len(ys) != len(x):
+            raise ValueError(f"curve {name!r} has {len(ys)} values for {len(x)} x positions")
+        ax.plot(x, ys, "-o", label=name)
+    if logx:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(x, [str(v) for v in x])
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     ax.legend()
     fig.tight_layout()
     return fig

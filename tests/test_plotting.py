@@ -30,6 +30,11 @@ def test_image_grid_shows_every_image_with_titles(tmp_path):
     assert (tmp_path / "grid.png").stat().st_size > 1000
 
 
+def test_image_grid_captions_every_image():
+    fig = plotting.image_grid(IMAGES[:12], ncol=6, captions=[str(i) for i in range(12)])
+    assert [ax.get_title() for ax in fig.axes] == [str(i) for i in range(12)]
+
+
 def test_reconstruction_rows_label_each_row():
     fig = plotting.reconstruction_rows({"Original": IMAGES, "AE": IMAGES * 0.5, "VAE": IMAGES * 0.2}, n=6)
     assert len([ax for ax in fig.axes if ax.images]) == 18
@@ -56,3 +61,12 @@ def test_loss_curves_draw_train_and_held_out():
     ax = fig.axes[0]
     assert len(ax.lines) == 4 and ax.get_xlabel() == "epoch" and ax.get_title() == "Loss"
     assert list(ax.lines[1].get_ydata()) == [3.5, 2.5]
+
+
+def test_compare_curves_draws_one_line_per_curve():
+    fig = plotting.compare_curves([2, 8, 32], {"AE": [3, 2, 1], "PCA": [4, 3, 2]}, "Error", "size", "MSE", logx=True)
+    ax = fig.axes[0]
+    assert [line.get_label() for line in ax.lines] == ["AE", "PCA"] and ax.get_xscale() == "log"
+    assert list(ax.lines[1].get_ydata()) == [4, 3, 2]
+    with pytest.raises(ValueError, match="3 x positions"):
+        plotting.compare_curves([1, 2, 3], {"AE": [1, 2]}, "t", "x", "y")

@@ -1,0 +1,61 @@
+"""Checks for exercise test cells: each failure says what is wrong and hints at the usual mistake.
+
+Every check raises ``ExerciseError`` (an ``AssertionError``, so nbgrader counts it as a failed
+test) with a message meant for the student, and prints nothing on success.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+
+class ExerciseError(AssertionError):
+    """A test-cell failure with a message for the student."""
+
+
+def check(condition: bool, message: str) -> None:
+    """Fail with ``message`` unless ``condition`` holds."""
+    if not condition:
+        raise ExerciseError(message)
+
+
+def check_tensor(value: Any, name: str, shape: tuple[int, ...] | None = None,
+                 dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``value`` must be a tensor (of ``shape`` and ``dtype`` when given); returns it."""
+    check(isinstance(value, torch.Tensor),
+          f"{name} should be a torch.Tensor, but it is a {type(value).__name__}"
+          + (": did you forget to return it?" if value is None else "."))
+    if shape is not None:
+        check(tuple(value.shape) == tuple(shape),
+              f"{name} should have shape {tuple(shape)}, but it has shape {tuple(value.shape)}.")
+    if dtype is not None:
+        check(value.dtype == dtype, f"{name} should have dtype {dtype}, but it has {value.dtype}.")
+    return value
+
+
+def check_close(actual: torch.Tensor, expected: torch.Tensor, name: str, hints: dict[str, Callable] | None = None,
+                atol: float = 1e-5, rtol: float = 1e-4) -> None:
+    """``actual`` must match ``expected``; else say how far off, and which known mistake it looks like.
+
+    ``hints`` maps a hint to a function of ``expected`` that gives what that mistake would produce,
+    e.g. ``{"did you average over pixels instead of summing?": lambda e: e / 784}``.
+    """
+    check_tensor(actual, name, shape=tuple(expected.shape))
+    actual, expected = actual.detach().double(), expected.detach().double()
+    if torch.allclose(actual, expected, atol=atol, rtol=rtol):
+        return
+    for hint, mistake in (hints or {}).items():
+        wrong = mistake(expected)
+        if wrong.shape == actual.shape and torch.allclose(actual, wrong.double(), atol=atol, rtol=rtol):
+            raise ExerciseError(f"{name} is not right: {hint}")
+    worst = (actual - expected).abs().max().item()
+    raise ExerciseError(f"{name} is off by up to {worst:.4g} (expected values like "
+                        f"{expected.flatten()[:3].tolist()}, got {actual.flatten()[:3].tolist()}).")
+
+
+def check_same_parameters(a: torch.nn.Module, b: torch.nn.Module, name: str, hint: str = "") -> None:
+    """Two models must hold the same parameter values (e.g. after the same training step)."""
+    for (key, p), q in zip(a.named_parameters(), b.parameters()):
+        check(torch.allclose(p, q, atol=1e-6), f"{name}: parameter {key} differs from the reference. {hint}".strip())

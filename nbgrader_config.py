@@ -1,0 +1,14 @@
+"""nbgrader settings for the course: instructors edit solutions/, students get lessons/.
+
+    nbgrader generate_assignment 01_autoencoders --force   # solutions/ -> lessons/
+"""
+
+c = get_config()  # noqa: F821 (provided by nbgrader)
+
+c.CourseDirectory.course_id = "aecourse"
+c.CourseDirectory.source_directory = "solutions"  # the only notebooks edited by hand
+c.CourseDirectory.release_directory = "lessons"  # generated student copies, committed
+c.CourseDirectory.db_url = "sqlite:///gradebook.db"  # zero-setup default gradebook (not committed)
+
+# Student copies: solutions become a stub, hidden tests are removed, outputs are cleared.
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}

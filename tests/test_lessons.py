@@ -1,0 +1,132 @@
+"""The lessons as nbgrader sees them: generated copies up to date, a blank release scores zero,
+the instructor's solution scores full marks, and everything outside the exercises runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from aecourse import _paths
+
+ROOT = _paths.repo_root()
+LESSONS = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir() and not p.name.startswith("."))
+NBGRADER = [sys.executable, "-m", "nbgrader"]
+
+
+def _notebook(folder: str, name: str) -> Path:
+    return ROOT / folder / name / f"{name}.ipynb"
+
+
+def _graded(nb) -> list:
+    return [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id")]
+
+
+def _strip_volatile(nb: dict) -> dict:
+    """nbgrader writes the same notebook every time; compare everything but formatting."""
+    return json.loads(json.dumps(nb, sort_keys=True))
+
+
+def test_there_are_lessons():
+    assert LESSONS, "solutions/ holds no lessons"
+
+
+@pytest.mark.parametrize("name", LESSONS)
+def test_committed_notebooks_carry_no_outputs(name):
+    for folder in ("solutions", "lessons"):
+        nb = nbformat.read(_notebook(folder, name), as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                assert cell.outputs == [] and cell.execution_count is None, f"{folder}/{name}: strip outputs"
+
+
+@pytest.mark.parametrize("name", LESSONS)
+def test_lessons_are_exactly_what_nbgrader_generates(name, tmp_path):
+    subprocess.run([*NBGRADER, "generate_assignment", name, "--force", "--no-db",
+                    f"--CourseDirectory.release_directory={tmp_path}"], cwd=ROOT, check=True, capture_output=True)
+    fresh = nbformat.read(tmp_path / name / f"{name}.ipynb", as_version=4)
+    committed = nbformat.read(_notebook("lessons", name), as_version=4)
+    assert _strip_volatile(committed) == _strip_volatile(fresh), (
+        f"lessons/{name} is out of date: run `nbgrader generate_assignment {name} --force --no-db` and commit it")
+
+
+@pytest.mark.parametrize("name", LESSONS)
+def test_exercises_follow_the_course_conventions(name):
+    nb = nbformat.read(_notebook("solutions", name), as_version=4)
+    graded = _graded(nb)
+    answers = [c for c in graded if c.metadata.nbgrader.get("solution")]
+    tests = [c for c in graded if c.metadata.nbgrader.get("grade")]
+    assert len(answers) >= 3, "at least three autograded exercises per lesson"
+    assert {f"test-{c.metadata.nbgrader.grade_id}" for c in answers} == {c.metadata.nbgrader.grade_id for c in tests}
+    for cell in tests:
+        lines = [line for line in cell.source.splitlines() if line.strip()]
+        assert "### BEGIN HIDDEN TESTS" in cell.source, f"{cell.metadata.nbgrader.grade_id} has no hidden tests"
+        assert lines[-1].startswith(("### END HIDDEN TESTS", "grading.", "assert ")), (
+            f"{cell.metadata.nbgrader.grade_id} must end in a statement (nbgrader reads a bare value as partial credit)")
+        assert cell.metadata.nbgrader.get("points", 0) > 0 and cell.metadata.nbgrader.locked
+    for cell in answers:
+        assert "### BEGIN SOLUTION" in cell.source and cell.source.lstrip().startswith(("def ", "class "))
+
+
+@pytest.fixture(scope="module")
+def autograded(tmp_path_factory):
+    """Autograde a blank release and the instructor's solution for every lesson with real nbgrader."""
+    course = tmp_path_factory.mktemp("course")
+    shutil.copytree(ROOT / "solutions", course / "solutions")
+    db = f"sqlite:///{course / 'gradebook.db'}"
+    (course / "nbgrader_config.py").write_text(
+        (ROOT / "nbgrader_config.py").read_text() + f"\nc.CourseDirectory.db_url = {db!r}\n")
+    env = {k: v for k, v in os.environ.items() if k != "AECOURSE_FAST"}  # nbgrader switches fast mode on itself
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])  # nbgrader calls alembic
+    run = lambda *args: subprocess.run([*NBGRADER, *args], cwd=course, env=env, check=True, capture_output=True, text=True)
+    for student in ("blank", "canary"):
+        run("db", "student", "add", student)
+    for name in LESSONS:
+        run("generate_assignment", name, "--force")
+        for student, source in (("blank", course / "lessons"), ("canary", course / "solutions")):
+            target = course / "submitted" / student / name
+            target.mkdir(parents=True)
+            shutil.copy(source / name / f"{name}.ipynb", target)
+        run("autograde", name)
+    from nbgrader.api import Gradebook
+
+    with Gradebook(db) as gb:
+        scores = {(name, student, grade.name): (grade.score, grade.max_score)
+                  for name in LESSONS for student in ("blank", "canary")
+                  for nb in gb.find_submission(name, student).notebooks for grade in nb.grades}
+    return course, scores
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", LESSONS)
+def test_blank_release_scores_zero_and_the_solution_full_marks(autograded, name):
+    _, scores = autograded
+    cells = {cell for (lesson, _, cell) in scores if lesson == name}
+    assert cells
+    for cell in cells:
+        score, max_score = scores[(name, "blank", cell)]
+        assert score == 0, f"{name}/{cell}: a blank answer got {score} points"
+        score, max_score = scores[(name, "canary", cell)]
+        assert score == max_score > 0, f"{name}/{cell}: the solution got {score} of {max_score}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", LESSONS)
+def test_everything_outside_the_exercises_runs_in_the_blank_release(autograded, name):
+    course, _ = autograded
+    nb = nbformat.read(course / "autograded" / "blank" / name / f"{name}.ipynb", as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type != "code" or cell.metadata.get("nbgrader", {}).get("grade_id"):
+            continue
+        errors = [o for o in cell.outputs if o.output_type == "error"]
+        assert not errors, f"{name}: a cell outside the exercises failed: {errors[0].ename}: {errors[0].evalue}\n{cell.source}"
+    canary = nbformat.read(course / "autograded" / "canary" / name / f"{name}.ipynb", as_version=4)
+    stderr = [o.text for c in canary.cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade")
+              for o in c.outputs if o.output_type == "stream" and o.name == "stderr"]
+    assert not stderr, f"{name}: a test cell wrote to stderr, which nbgrader scores as a failure: {stderr}"
