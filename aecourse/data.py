@@ -84,6 +84,14 @@ class Dataset:
         moved = {k: getattr(self, k).to(device) for k in ("train_x", "train_y", "test_x", "test_y")}
         return Dataset(self.name, self.source, classes=self.classes, **moved)
 
+    def without_class(self, label: int) -> "Dataset":
+        """A copy whose *training* images exclude one class (held-out images keep every class)."""
+        keep = self.train_y != label
+        if keep.all():
+            raise ValueError(f"no training image has label {label}")
+        return Dataset(f"{self.name} without {label}", f"{self.source}; training images of class {label} removed",
+                       self.train_x[keep], self.train_y[keep], self.test_x, self.test_y, self.classes)
+
     def __repr__(self) -> str:
         return (f"Dataset({self.name!r}: {len(self.train_x):,} train / {len(self.test_x):,} held-out "
                 f"images of {tuple(self.train_x.shape[1:])} on {self.train_x.device}; {self.source})")

@@ -59,3 +59,13 @@ def check_same_parameters(a: torch.nn.Module, b: torch.nn.Module, name: str, hin
     """Two models must hold the same parameter values (e.g. after the same training step)."""
     for (key, p), q in zip(a.named_parameters(), b.parameters()):
         check(torch.allclose(p, q, atol=1e-6), f"{name}: parameter {key} differs from the reference. {hint}".strip())
+
+
+def run(fn: Callable, *args: Any, what: str, hint: str = "") -> Any:
+    """Call the student's ``fn(*args)``; turn a crash into feedback that names the call and the error."""
+    try:
+        return fn(*args)
+    except NotImplementedError:
+        raise ExerciseError(f"{what}: not written yet (it still raises NotImplementedError).") from None
+    except Exception as err:  # the student's code failed: say how, not where in our test
+        raise ExerciseError(f"{what} failed with {type(err).__name__}: {err}. {hint}".strip()) from None

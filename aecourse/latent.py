@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from aecourse.data import Batches, check_images
+from aecourse.losses import kl_per_dimension
 from aecourse.models import is_variational
 
 
@@ -98,3 +99,26 @@ def latent_grid(model: nn.Module, n: int = 15, quantiles: tuple[float, float] = 
     z[:, :, dims[0]] = q.view(1, n)
     z[:, :, dims[1]] = q.flip(0).view(n, 1)
     return model.decode(z.view(n * n, latent_dim).to(_device(model))).cpu()
+
+
+def active_dimensions(mu: torch.Tensor, logvar: torch.Tensor, threshold: float = 0.01) -> int:
+    """How many code dimensions carry information: mean KL over the batch above ``threshold`` nats.
+
+    A dimension whose q(z_j | x) equals the prior for every x has KL 0 and tells the decoder
+    nothing ("posterior collapse"). ``mu, logvar: (B, D)``.
+    """
+    return int((kl_per_dimension(mu, logvar).mean(dim=0) > threshold).sum())
+
+
+@torch.no_grad()
+def posterior_stats(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None = None,
+                    batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mu, logvar)`` of a VAE for every image, each ``(N, latent_dim)`` on the CPU."""
+    if not is_variational(model):
+        raise TypeError(f"posterior_stats needs a VAE, got a {type(model).__name__}")
+    model.eval()
+    device, mus, logvars = _device(model), [], []
+    for x, y in Batches(images, labels, batch_size, shuffle=False):
+        mu, logvar = model.encode(x.to(device), y.to(device) if y is not None else None)
+        mus.append(mu.cpu()), logvars.append(logvar.cpu())
+    return torch.cat(mus), torch.cat(logvars)

@@ -65,15 +65,23 @@ def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor, kind: str = "bce",
     return losses[kind](x_hat, x, reduction)
 
 
-def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL( N(mu, sigma^2) || N(0, I) ) per sample: ``1/2 sum_j (sigma_j^2 + mu_j^2 - log sigma_j^2 - 1)``.
+def kl_per_dimension(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL( N(mu_j, sigma_j^2) || N(0, 1) ) of each code dimension: ``1/2 (sigma_j^2 + mu_j^2 - log sigma_j^2 - 1)``.
 
-    ``mu, logvar: (B, D)`` with ``logvar = log sigma^2``; returns ``(B,)`` in nats, always >= 0.
+    ``mu, logvar: (B, D)`` with ``logvar = log sigma^2``; returns ``(B, D)`` in nats, always >= 0.
     Kingma & Welling (2014), "Auto-Encoding Variational Bayes", Appendix B.
     """
     if mu.shape != logvar.shape or mu.dim() != 2:
         raise ValueError(f"mu and logvar must both be (B, D), got {tuple(mu.shape)} and {tuple(logvar.shape)}")
-    return 0.5 * (logvar.exp() + mu.pow(2) - logvar - 1).sum(dim=1)  # (B,)
+    return 0.5 * (logvar.exp() + mu.pow(2) - logvar - 1)  # (B, D)
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL( N(mu, sigma^2) || N(0, I) ) per sample: ``1/2 sum_j (sigma_j^2 + mu_j^2 - log sigma_j^2 - 1)``.
+
+    The dimensions are independent, so this is ``kl_per_dimension`` summed over them: ``(B, D) -> (B,)``.
+    """
+    return kl_per_dimension(mu, logvar).sum(dim=1)  # (B,)
 
 
 class ELBOTerms(NamedTuple):

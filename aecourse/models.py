@@ -47,6 +47,31 @@ def conv_decoder(channels: tuple[int, int] = (32, 64), upsample: str = "transpos
     )
 
 
+def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> int:
+    """Height (or width) after ``nn.Conv2d`` or ``nn.MaxPool2d``: ``floor((n + 2p - d(k - 1) - 1) / s) + 1``.
+
+    The formula of PyTorch's ``Conv2d`` documentation (shape section).
+    """
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def conv_transpose_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0,
+                               output_padding: int = 0, dilation: int = 1) -> int:
+    """Height (or width) after ``nn.ConvTranspose2d``: ``(n - 1) s - 2p + d(k - 1) + output_padding + 1``."""
+    return (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
+
+
+@torch.no_grad()
+def code_size(encoder: nn.Module, image_shape: tuple[int, ...] = IMAGE_SHAPE) -> int:
+    """How many numbers ``encoder`` turns one image into (784 pixels go in)."""
+    was_training = encoder.training
+    encoder.eval()
+    device = next(encoder.parameters()).device
+    out = encoder(torch.zeros(1, *image_shape, device=device))
+    encoder.train(was_training)
+    return out[0].numel()
+
+
 class Autoencoder(nn.Module):
     """Base of the deterministic autoencoders: ``encoder`` and ``decoder`` set by subclasses."""
 
@@ -95,6 +120,26 @@ class ConvAE(Autoencoder):
         self.encoder = nn.Sequential(conv_encoder(channels), nn.Linear(features, latent_dim))
         self.decoder = nn.Sequential(nn.Linear(latent_dim, features), nn.ReLU(),
                                      conv_decoder(channels, upsample))
+
+
+class NoBottleneckCAE(Autoencoder):
+    """A common tutorial CAE that does not compress: its code is 64 x 7 x 7 = 3,136 numbers for 784 pixels.
+
+    Encoder: two Conv2d + ReLU + MaxPool stages; decoder: two stride-2 ConvTranspose2d (kernel 2).
+    """
+
+    def __init__(self, channels: tuple[int, int] = (32, 64)) -> None:
+        super().__init__()
+        c1, c2 = channels
+        self.hparams = {"channels": tuple(channels)}
+        self.encoder = nn.Sequential(
+            nn.Conv2d(1, c1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (B, c1, 14, 14)
+            nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (B, c2, 7, 7): the "code"
+        )
+        self.decoder = nn.Sequential(
+            nn.ConvTranspose2d(c2, c1, 2, stride=2), nn.ReLU(),  # (B, c1, 14, 14)
+            nn.ConvTranspose2d(c1, 1, 2, stride=2), nn.Sigmoid(),  # (B, 1, 28, 28)
+        )
 
 
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
@@ -176,7 +221,7 @@ class ConditionalVAE(ConvVAE):
         super().__init__(latent_dim, channels, upsample, n_classes=n_classes)
 
 
-MODELS = {cls.__name__: cls for cls in (DenseAE, ConvAE, ConvVAE, ConditionalVAE)}
+MODELS = {cls.__name__: cls for cls in (DenseAE, ConvAE, NoBottleneckCAE, ConvVAE, ConditionalVAE)}
 
 
 def build_model(name: str, **hparams) -> nn.Module:

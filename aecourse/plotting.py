@@ -117,3 +117,34 @@ def compare_curves(x: list[float], curves: dict[str, list[float]], title: str, x
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def roc_plot(fpr: torch.Tensor, tpr: torch.Tensor, auc: float, point: tuple[float, float] | None = None,
+             title: str = "ROC curve") -> Figure:
+    """The ROC curve with its area in the legend and, optionally, the point of a chosen threshold."""
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot(np.asarray(fpr), np.asarray(tpr), label=f"autoencoder (AUROC = {auc:.3f})")
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="guessing (AUROC = 0.5)")
+    if point is not None:
+        ax.plot(*point, "o", color="black", ms=8, label=f"threshold: FPR {point[0]:.2f}, TPR {point[1]:.2f}")
+    ax.set(title=title, xlabel="false-positive rate (normal images flagged)",
+           ylabel="true-positive rate (anomalies flagged)", xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def score_histograms(normal: torch.Tensor, anomalous: torch.Tensor, threshold: float | None = None,
+                     labels: tuple[str, str] = ("normal", "anomalous"), title: str = "Anomaly scores") -> Figure:
+    """Overlaid histograms of the scores of normal and anomalous images, with an optional threshold line."""
+    normal, anomalous = np.asarray(normal, dtype=float), np.asarray(anomalous, dtype=float)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    bins = np.linspace(min(normal.min(), anomalous.min()), max(normal.max(), anomalous.max()), 50)
+    ax.hist(normal, bins=bins, alpha=0.6, density=True, label=f"{labels[0]} ({len(normal):,})")
+    ax.hist(anomalous, bins=bins, alpha=0.6, density=True, label=f"{labels[1]} ({len(anomalous):,})")
+    if threshold is not None:
+        ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.1f}")
+    ax.set(title=title, xlabel="reconstruction error (summed squared error per image)", ylabel="density")
+    ax.legend()
+    fig.tight_layout()
+    return fig

@@ -201,3 +201,11 @@ def test_noise_arguments_are_validated():
         add_noise(x, 0.1, "pink")
     with pytest.raises(ValueError, match="level"):
         add_noise(x, 1.5, "mask")
+
+
+def test_without_class_removes_a_digit_from_training_only(small_data):
+    ds = small_data.without_class(3)
+    assert (ds.train_y != 3).all() and len(ds.train_x) == int((small_data.train_y != 3).sum())
+    assert torch.equal(ds.test_y, small_data.test_y) and "3 removed" in ds.source
+    with pytest.raises(ValueError, match="no training image"):
+        ds.without_class(3)

@@ -127,6 +127,236 @@ CATALOGUE: dict[tuple[str, str], list[tuple[str, str, str]]] = {
                 optimizer.step()
                 return losses.mse(model(x), x).item()""", "the loss before the step"),
     ],
+    ("02_convolutional_autoencoders", "conv_output_size"): [
+        ("true division", """
+            def my_conv_output_size(size, kernel, stride=1, padding=0):
+                return (size + 2 * padding - kernel) / stride + 1""", "should be an int"),
+        ("padding on one side only", """
+            def my_conv_output_size(size, kernel, stride=1, padding=0):
+                return (size + padding - kernel) // stride + 1""", "a real layer gives"),
+        ("forgot the + 1", """
+            def my_conv_output_size(size, kernel, stride=1, padding=0):
+                return (size + 2 * padding - kernel) // stride""", "a real layer gives"),
+        ("rounded up", """
+            import math
+            def my_conv_output_size(size, kernel, stride=1, padding=0):
+                return math.ceil((size + 2 * padding - kernel) / stride) + 1""", "round down"),
+    ],
+    ("02_convolutional_autoencoders", "code_size"): [
+        ("counted parameters", """
+            def my_code_size(encoder):
+                return sum(p.numel() for p in encoder.parameters())""", "784"),
+        ("returned the shape", """
+            def my_code_size(encoder):
+                return tuple(encoder(torch.zeros(1, 1, 28, 28)).shape)""", "should return an int"),
+        ("counted channels only", """
+            def my_code_size(encoder):
+                return encoder(torch.zeros(1, 1, 28, 28)).shape[1]""", "channels x height x width"),
+        ("counted a batch of two", """
+            def my_code_size(encoder):
+                return encoder(torch.zeros(2, 1, 28, 28)).numel()""", "784"),
+    ],
+    ("02_convolutional_autoencoders", "conv_encoder"): [
+        ("no pooling", """
+            class ConvEncoder(nn.Module):
+                def __init__(self, latent_dim=32):
+                    super().__init__()
+                    self.layers = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 64, 3, padding=1),
+                                                nn.ReLU(), nn.Flatten(), nn.Linear(64 * 7 * 7, latent_dim))
+                def forward(self, x):
+                    return self.layers(x)""", "failed with RuntimeError"),
+        ("strided convolutions instead of pooling", """
+            class ConvEncoder(nn.Module):
+                def __init__(self, latent_dim=32):
+                    super().__init__()
+                    self.layers = nn.Sequential(nn.Conv2d(1, 32, 3, stride=2, padding=1), nn.ReLU(),
+                                                nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(),
+                                                nn.Flatten(), nn.Linear(64 * 7 * 7, latent_dim))
+                def forward(self, x):
+                    return self.layers(x)""", "MaxPool2d"),
+        ("no ReLU", """
+            class ConvEncoder(nn.Module):
+                def __init__(self, latent_dim=32):
+                    super().__init__()
+                    self.layers = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.MaxPool2d(2),
+                                                nn.Conv2d(32, 64, 3, padding=1), nn.MaxPool2d(2),
+                                                nn.Flatten(), nn.Linear(64 * 7 * 7, latent_dim))
+                def forward(self, x):
+                    return self.layers(x)""", "ReLU"),
+        ("code size hard-coded", """
+            class ConvEncoder(nn.Module):
+                def __init__(self, latent_dim=32):
+                    super().__init__()
+                    self.layers = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                                nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                                nn.Flatten(), nn.Linear(64 * 7 * 7, 16))
+                def forward(self, x):
+                    return self.layers(x)""", "latent_dim=5"),
+        ("too few channels", """
+            class ConvEncoder(nn.Module):
+                def __init__(self, latent_dim=32):
+                    super().__init__()
+                    self.layers = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                                nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                                nn.Flatten(), nn.Linear(32 * 7 * 7, latent_dim))
+                def forward(self, x):
+                    return self.layers(x)""", "parameters"),
+    ],
+    ("03_denoising_and_anomaly_detection", "psnr"): [
+        ("summed error", """
+            def my_psnr(x_hat, x):
+                return 10 * torch.log10(1.0 / ((x_hat - x) ** 2).flatten(1).sum(dim=1))""", "summed error"),
+        ("natural log", """
+            def my_psnr(x_hat, x):
+                return 10 * torch.log(1.0 / ((x_hat - x) ** 2).flatten(1).mean(dim=1))""", "log10"),
+        ("factor 20", """
+            def my_psnr(x_hat, x):
+                return 20 * torch.log10(1.0 / ((x_hat - x) ** 2).flatten(1).mean(dim=1))""", "factor in front"),
+        ("one number for the batch", """
+            def my_psnr(x_hat, x):
+                return 10 * torch.log10(1.0 / ((x_hat - x) ** 2).mean())""", "shape (2,)"),
+    ],
+    ("03_denoising_and_anomaly_detection", "anomaly_score"): [
+        ("mean over the pixels", """
+            def my_anomaly_score(model, x):
+                with torch.no_grad():
+                    return ((model(x) - x) ** 2).flatten(1).mean(dim=1)""", "averaged over the pixels"),
+        ("kept the gradient graph", """
+            def my_anomaly_score(model, x):
+                return ((model(x) - x) ** 2).flatten(1).sum(dim=1)""", "no_grad"),
+        ("one number for the batch", """
+            def my_anomaly_score(model, x):
+                with torch.no_grad():
+                    return ((model(x) - x) ** 2).sum()""", "shape (5,)"),
+        ("absolute error", """
+            def my_anomaly_score(model, x):
+                with torch.no_grad():
+                    return (model(x) - x).abs().flatten(1).sum(dim=1)""", "off by"),
+    ],
+    ("03_denoising_and_anomaly_detection", "confusion_counts"): [
+        ("flagged scores equal to the threshold", """
+            def my_confusion_counts(scores, is_anomaly, threshold):
+                flagged = scores >= threshold
+                return {"tp": int((flagged & is_anomaly).sum()), "fp": int((flagged & ~is_anomaly).sum()),
+                        "tn": int((~flagged & ~is_anomaly).sum()), "fn": int((~flagged & is_anomaly).sum())}""", "strictly above"),
+        ("swapped fp and fn", """
+            def my_confusion_counts(scores, is_anomaly, threshold):
+                flagged = scores > threshold
+                return {"tp": int((flagged & is_anomaly).sum()), "fn": int((flagged & ~is_anomaly).sum()),
+                        "tn": int((~flagged & ~is_anomaly).sum()), "fp": int((~flagged & is_anomaly).sum())}""", "you returned"),
+        ("flagged the low scores", """
+            def my_confusion_counts(scores, is_anomaly, threshold):
+                flagged = scores < threshold
+                return {"tp": int((flagged & is_anomaly).sum()), "fp": int((flagged & ~is_anomaly).sum()),
+                        "tn": int((~flagged & ~is_anomaly).sum()), "fn": int((~flagged & is_anomaly).sum())}""", "you returned"),
+        ("tensors instead of ints", """
+            def my_confusion_counts(scores, is_anomaly, threshold):
+                flagged = scores > threshold
+                return {"tp": (flagged & is_anomaly).sum(), "fp": (flagged & ~is_anomaly).sum(),
+                        "tn": (~flagged & ~is_anomaly).sum(), "fn": (~flagged & is_anomaly).sum()}""", "Python ints"),
+    ],
+    ("04_variational_autoencoders", "reparameterize"): [
+        ("exp(logvar) used as sigma", """
+            def my_reparameterize(mu, logvar):
+                return mu + torch.exp(logvar) * torch.randn_like(mu)""", "not sigma = 0.5"),
+        ("sampled with torch.normal", """
+            def my_reparameterize(mu, logvar):
+                return torch.normal(mu, torch.exp(0.5 * logvar))""", "no gradient"),
+        ("uniform noise", """
+            def my_reparameterize(mu, logvar):
+                return mu + torch.exp(0.5 * logvar) * torch.rand_like(mu)""", "centred on mu"),
+        ("logvar used as sigma", """
+            def my_reparameterize(mu, logvar):
+                return mu + logvar * torch.randn_like(mu)""", "standard deviation"),
+        ("detached the mean", """
+            def my_reparameterize(mu, logvar):
+                return mu.detach() + torch.exp(0.5 * logvar) * torch.randn_like(mu)""", "no gradient reaches mu"),
+    ],
+    ("04_variational_autoencoders", "gaussian_kl"): [
+        ("log sigma instead of log sigma^2", """
+            def my_gaussian_kl(mu, logvar):
+                return 0.5 * (logvar.exp() + mu ** 2 - 0.5 * logvar - 1).sum(dim=1)""", "log(sigma)"),
+        ("flipped sign", """
+            def my_gaussian_kl(mu, logvar):
+                return -0.5 * (logvar.exp() + mu ** 2 - logvar - 1).sum(dim=1)""", "negative"),
+        ("no one half", """
+            def my_gaussian_kl(mu, logvar):
+                return (logvar.exp() + mu ** 2 - logvar - 1).sum(dim=1)""", "starts with 1/2"),
+        ("averaged over dimensions", """
+            def my_gaussian_kl(mu, logvar):
+                return 0.5 * (logvar.exp() + mu ** 2 - logvar - 1).mean(dim=1)""", "do not average"),
+        ("one number for the batch", """
+            def my_gaussian_kl(mu, logvar):
+                return 0.5 * (logvar.exp() + mu ** 2 - logvar - 1).sum()""", "shape (1,)"),
+    ],
+    ("04_variational_autoencoders", "vae_loss"): [
+        ("BCE averaged over pixels", """
+            def my_vae_loss(x_hat, x, mu, logvar, beta=1.0):
+                recon = F.binary_cross_entropy(x_hat, x, reduction="none").flatten(1).mean(dim=1)
+                return (recon + beta * losses.gaussian_kl(mu, logvar)).mean()""", "you averaged it"),
+        ("summed over the batch", """
+            def my_vae_loss(x_hat, x, mu, logvar, beta=1.0):
+                recon = F.binary_cross_entropy(x_hat, x, reduction="none").flatten(1).sum(dim=1)
+                return (recon + beta * losses.gaussian_kl(mu, logvar)).sum()""", "not the sum"),
+        ("forgot the KL", """
+            def my_vae_loss(x_hat, x, mu, logvar, beta=1.0):
+                return F.binary_cross_entropy(x_hat, x, reduction="none").flatten(1).sum(dim=1).mean()""", "add the KL"),
+        ("ignored beta", """
+            def my_vae_loss(x_hat, x, mu, logvar, beta=1.0):
+                recon = F.binary_cross_entropy(x_hat, x, reduction="none").flatten(1).sum(dim=1)
+                return (recon + losses.gaussian_kl(mu, logvar)).mean()""", "multiply the KL term by beta"),
+    ],
+    ("05_beyond_the_basics", "active_dimensions"): [
+        ("max over the batch instead of the mean", """
+            def my_active_dimensions(mu, logvar, threshold=0.01):
+                kl = 0.5 * (logvar.exp() + mu ** 2 - logvar - 1)
+                return int((kl.max(dim=0).values > threshold).sum())""", "average each dimension"),
+        ("only mu counts", """
+            def my_active_dimensions(mu, logvar, threshold=0.01):
+                return int(((0.5 * mu ** 2).mean(dim=0) > threshold).sum())""", "not only mu^2"),
+        ("counted images instead of dimensions", """
+            def my_active_dimensions(mu, logvar, threshold=0.01):
+                kl = 0.5 * (logvar.exp() + mu ** 2 - logvar - 1)
+                return int((kl.mean(dim=1) > threshold).sum())""", "you counted"),
+        ("returned a tensor", """
+            def my_active_dimensions(mu, logvar, threshold=0.01):
+                kl = 0.5 * (logvar.exp() + mu ** 2 - logvar - 1)
+                return (kl.mean(dim=0) > threshold).sum()""", "Python int"),
+    ],
+    ("05_beyond_the_basics", "one_hot"): [
+        ("integer tensor", """
+            def my_one_hot(labels, n_classes=10):
+                return F.one_hot(labels, n_classes)""", "return floats"),
+        ("transposed", """
+            def my_one_hot(labels, n_classes=10):
+                return F.one_hot(labels, n_classes).float().T""", "shape (3, 10)"),
+        ("off by one", """
+            def my_one_hot(labels, n_classes=10):
+                out = torch.zeros(len(labels), n_classes)
+                out[torch.arange(len(labels)), (labels + 1) % n_classes] = 1.0
+                return out""", "single 1, at the index"),
+        ("ignored n_classes", """
+            def my_one_hot(labels, n_classes=10):
+                return F.one_hot(labels, 10).float()""", "n_classes=4"),
+    ],
+    ("05_beyond_the_basics", "sample_digit"): [
+        ("uniform codes", """
+            def my_sample_digit(model, digit, n):
+                with torch.no_grad():
+                    return model.decode(torch.rand(n, model.latent_dim), torch.full((n,), digit))""", "same random codes"),
+        ("kept gradients", """
+            def my_sample_digit(model, digit, n):
+                return model.decode(torch.randn(n, model.latent_dim), torch.full((n,), digit))""", "no_grad"),
+        ("always the same digit", """
+            def my_sample_digit(model, digit, n):
+                with torch.no_grad():
+                    return model.decode(torch.randn(n, model.latent_dim), torch.full((n,), 4))""", "samples of a 9"),
+        ("one code for all samples", """
+            def my_sample_digit(model, digit, n):
+                with torch.no_grad():
+                    z = torch.randn(1, model.latent_dim).expand(n, -1)
+                    return model.decode(z, torch.full((n,), digit))""", "same random codes"),
+    ],
 }
 
 

@@ -83,3 +83,23 @@ def test_latent_grid_covers_the_prior_quantiles():
     assert torch.allclose(grid[0], top_left[0], atol=1e-4)
     with pytest.raises(TypeError, match="ConvVAE"):
         latent.latent_grid(ConvAE(2, channels=(8, 16)))
+
+
+def test_active_dimensions_count_the_dimensions_that_carry_information():
+    mu = torch.zeros(100, 4)
+    logvar = torch.zeros(100, 4)
+    mu[:, 1] = torch.linspace(-2, 2, 100)  # only dimension 1 moves away from the prior
+    logvar[:, 3] = -0.1  # KL per image 1/2 (e^-0.1 + 0.1 - 1) = 0.0024: below the threshold
+    assert latent.active_dimensions(mu, logvar) == 1
+    assert latent.active_dimensions(mu, logvar, threshold=0.001) == 2
+
+
+def test_posterior_stats_are_the_encoder_outputs():
+    torch.manual_seed(0)
+    vae = ConvVAE(3, channels=(8, 16))
+    mu, logvar = latent.posterior_stats(vae, X, batch_size=5)
+    with torch.no_grad():
+        ref_mu, ref_logvar = vae.encode(X)
+    assert torch.allclose(mu, ref_mu) and torch.allclose(logvar, ref_logvar)
+    with pytest.raises(TypeError, match="needs a VAE"):
+        latent.posterior_stats(ConvAE(3, channels=(8, 16)), X)

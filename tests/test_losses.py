@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Normal, kl_divergence
 
-from aecourse.losses import bce, gaussian_kl, mse, psnr, reconstruction_loss, vae_loss
+from aecourse.losses import bce, gaussian_kl, kl_per_dimension, mse, psnr, reconstruction_loss, vae_loss
 
 gen = torch.Generator().manual_seed(0)
 X = torch.rand(6, 1, 28, 28, generator=gen)
@@ -98,3 +98,12 @@ def test_psnr_by_hand():
     x = torch.full((2, 1, 28, 28), 0.5)
     assert torch.allclose(psnr(x + 0.1, x), torch.full((2,), 20.0), atol=1e-4)  # MSE 0.01 -> 20 dB
     assert torch.isfinite(psnr(x, x)).all()
+
+
+def test_kl_per_dimension_sums_to_the_kl():
+    g = torch.Generator().manual_seed(9)
+    mu, logvar = torch.randn(5, 6, generator=g), torch.randn(5, 6, generator=g)
+    per_dim = kl_per_dimension(mu, logvar)
+    oracle = kl_divergence(Normal(mu, torch.exp(0.5 * logvar)), Normal(0.0, 1.0))
+    assert per_dim.shape == (5, 6) and torch.allclose(per_dim, oracle, atol=1e-5)
+    assert torch.allclose(per_dim.sum(1), gaussian_kl(mu, logvar))

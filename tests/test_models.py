@@ -105,7 +105,7 @@ def test_every_parameter_gets_a_gradient(name):
 
 @pytest.mark.parametrize("name", list(models.MODELS))
 def test_models_rebuild_from_name_and_hparams(name):
-    model = build_model(name, latent_dim=6)
+    model = build_model(name, **({} if name == "NoBottleneckCAE" else {"latent_dim": 6}))
     twin = build_model(name, **model.hparams)
     twin.load_state_dict(model.state_dict())
     model.eval(), twin.eval()
@@ -135,3 +135,28 @@ def test_models_run_on_the_gpu():
     x_hat, mu, _ = model(X.cuda())
     assert x_hat.device.type == "cuda" and mu.device.type == "cuda"
     assert model.sample(3).device.type == "cuda"
+
+
+@pytest.mark.parametrize("size, kernel, stride, padding, dilation", [
+    (28, 3, 1, 1, 1), (28, 3, 1, 0, 1), (28, 5, 2, 2, 1), (14, 2, 2, 0, 1), (7, 3, 2, 1, 2), (27, 4, 3, 1, 1)])
+def test_conv_output_size_matches_real_layers(size, kernel, stride, padding, dilation):
+    x = torch.zeros(1, 1, size, size)
+    conv = torch.nn.Conv2d(1, 1, kernel, stride, padding, dilation)
+    assert models.conv_output_size(size, kernel, stride, padding, dilation) == conv(x).shape[-1]
+    if padding <= kernel // 2:
+        pool = torch.nn.MaxPool2d(kernel, stride, padding, dilation)
+        assert models.conv_output_size(size, kernel, stride, padding, dilation) == pool(x).shape[-1]
+
+
+@pytest.mark.parametrize("size, kernel, stride, padding, output_padding", [
+    (7, 3, 2, 1, 1), (7, 2, 2, 0, 0), (14, 4, 2, 1, 0), (5, 3, 3, 0, 2)])
+def test_conv_transpose_output_size_matches_real_layers(size, kernel, stride, padding, output_padding):
+    layer = torch.nn.ConvTranspose2d(1, 1, kernel, stride, padding, output_padding)
+    expected = layer(torch.zeros(1, 1, size, size)).shape[-1]
+    assert models.conv_transpose_output_size(size, kernel, stride, padding, output_padding) == expected
+
+
+def test_code_size_counts_numbers_per_image():
+    assert models.code_size(ConvAE(12).encoder) == 12
+    assert models.code_size(models.NoBottleneckCAE().encoder) == 64 * 7 * 7  # more than the 784 pixels
+    assert models.NoBottleneckCAE()(X).shape == X.shape

@@ -70,3 +70,14 @@ def test_compare_curves_draws_one_line_per_curve():
     assert list(ax.lines[1].get_ydata()) == [4, 3, 2]
     with pytest.raises(ValueError, match="3 x positions"):
         plotting.compare_curves([1, 2, 3], {"AE": [1, 2]}, "t", "x", "y")
+
+
+def test_roc_plot_and_score_histograms_are_labelled():
+    fig = plotting.roc_plot(torch.tensor([0, 0.5, 1]), torch.tensor([0, 0.8, 1]), 0.85, point=(0.5, 0.8))
+    ax = fig.axes[0]
+    assert "AUROC = 0.850" in ax.get_legend().get_texts()[0].get_text() and len(ax.lines) == 3
+    assert "false-positive" in ax.get_xlabel()
+    fig = plotting.score_histograms(torch.rand(50), torch.rand(20) + 1, threshold=1.0)
+    ax = fig.axes[0]
+    assert len(ax.patches) == 98 and ax.lines[0].get_xdata()[0] == 1.0
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["normal (50)", "anomalous (20)", "threshold 1.0"]

@@ -3,7 +3,7 @@ import warnings
 import pytest
 import torch
 
-from aecourse import training
+from aecourse import models, training
 from aecourse.losses import gaussian_kl, mse
 from aecourse.models import ConditionalVAE, ConvAE, ConvVAE, DenseAE
 from aecourse.training import (AEObjective, CheckpointError, History, VAEObjective, evaluate, fit,
@@ -11,6 +11,7 @@ from aecourse.training import (AEObjective, CheckpointError, History, VAEObjecti
 
 MAKERS = {
     "DenseAE": lambda: DenseAE(16),
+    "NoBottleneckCAE": lambda: models.NoBottleneckCAE((8, 16)),
     "ConvAE": lambda: ConvAE(16, channels=(8, 16)),
     "ConvVAE": lambda: ConvVAE(8, channels=(8, 16)),
     "ConditionalVAE": lambda: ConditionalVAE(8, channels=(8, 16)),

@@ -1,0 +1,85 @@
+"""Anomaly detection by reconstruction error: scores, ROC curve, AUROC, thresholds, confusion counts.
+
+An autoencoder trained only on normal images reconstructs them well and other images badly,
+so the per-image reconstruction error is an anomaly score: higher means more unusual.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from aecourse.data import Batches
+from aecourse.losses import mse
+
+
+@torch.no_grad()
+def anomaly_scores(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Summed squared reconstruction error per image: ``(N, 1, 28, 28) -> (N,)`` on the CPU."""
+    model.eval()
+    device = next(model.parameters()).device
+    scores = []
+    for x, _ in Batches(images, batch_size=batch_size, shuffle=False):
+        x = x.to(device)
+        x_hat = model.reconstruct(x) if hasattr(model, "reconstruct") else model(x)
+        scores.append(mse(x_hat, x, reduction="none").cpu())
+    return torch.cat(scores)
+
+
+def _check(scores: torch.Tensor, is_anomaly: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    scores, is_anomaly = torch.as_tensor(scores).double().flatten(), torch.as_tensor(is_anomaly).bool().flatten()
+    if scores.shape != is_anomaly.shape:
+        raise ValueError(f"{len(scores)} scores but {len(is_anomaly)} labels")
+    if is_anomaly.all() or not is_anomaly.any():
+        raise ValueError("is_anomaly needs both normal (False) and anomalous (True) examples")
+    return scores, is_anomaly
+
+
+def confusion_counts(scores: torch.Tensor, is_anomaly: torch.Tensor, threshold: float) -> dict[str, int]:
+    """Flag ``score > threshold`` as anomalous; count true/false positives and negatives."""
+    scores, is_anomaly = _check(scores, is_anomaly)
+    flagged = scores > threshold
+    return {"tp": int((flagged & is_anomaly).sum()), "fp": int((flagged & ~is_anomaly).sum()),
+            "tn": int((~flagged & ~is_anomaly).sum()), "fn": int((~flagged & is_anomaly).sum())}
+
+
+def roc_curve(scores: torch.Tensor, is_anomaly: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """False- and true-positive rates for every threshold, from flagging nothing to flagging all.
+
+    Returns ``(fpr, tpr, thresholds)``, each ``(K,)``; at ``thresholds[k]`` an image is flagged
+    when ``score > thresholds[k]`` (the first threshold is +inf: nothing flagged).
+    """
+    scores, is_anomaly = _check(scores, is_anomaly)
+    cuts = torch.unique(scores).flip(0)  # distinct scores, largest first
+    thresholds = torch.cat([torch.tensor([float("inf")], dtype=scores.dtype), cuts[1:], cuts[-1:] - 1])
+    flagged = scores.unsqueeze(0) > thresholds.unsqueeze(1)  # (K, N)
+    tpr = (flagged & is_anomaly).sum(1) / is_anomaly.sum()
+    fpr = (flagged & ~is_anomaly).sum(1) / (~is_anomaly).sum()
+    return fpr.float(), tpr.float(), thresholds
+
+
+def auroc(scores: torch.Tensor, is_anomaly: torch.Tensor) -> float:
+    """Area under the ROC curve: the chance that a random anomaly scores above a random normal image
+    (ties count one half; Hanley & McNeil, 1982)."""
+    scores, is_anomaly = _check(scores, is_anomaly)
+    ranks = _average_ranks(scores)
+    n_pos, n_neg = int(is_anomaly.sum()), int((~is_anomaly).sum())
+    return float((ranks[is_anomaly].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _average_ranks(values: torch.Tensor) -> torch.Tensor:
+    """1-based ranks with ties sharing their average rank (the Mann-Whitney U statistic needs them)."""
+    order = torch.argsort(values)
+    ranks = torch.empty_like(values)
+    ranks[order] = torch.arange(1, len(values) + 1, dtype=values.dtype)
+    uniques, inverse = torch.unique(values, return_inverse=True)
+    mean_rank = torch.zeros(len(uniques), dtype=values.dtype).index_add_(0, inverse, ranks)
+    mean_rank /= torch.bincount(inverse, minlength=len(uniques)).to(values.dtype)
+    return mean_rank[inverse]
+
+
+def threshold_at_fpr(normal_scores: torch.Tensor, fpr: float) -> float:
+    """The score above which a fraction ``fpr`` of these normal images lies (e.g. 0.05 for 5%)."""
+    if not 0 < fpr < 1:
+        raise ValueError(f"fpr must be between 0 and 1, got {fpr}")
+    return float(torch.quantile(torch.as_tensor(normal_scores).double().flatten(), 1 - fpr))
