@@ -100,6 +100,20 @@ def cmd_bench(args: argparse.Namespace, rest: list[str]) -> int:
     return bench.main([args.name, *rest])
 
 
+def cmd_links(args: argparse.Namespace, rest: list[str]) -> int:
+    """Point every lesson's Colab badge and install cell at pyproject's Repository, then regenerate lessons/."""
+    from aecourse import links
+
+    root = _paths.repo_root()
+    for notebook in sorted((root / "solutions").glob("*/*.ipynb")):
+        if links.update(notebook):
+            print(f"updated {notebook.relative_to(root)}")
+        subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", notebook.stem, "--force", "--no-db"],
+                       cwd=root, check=True, capture_output=True)
+    print(f"lessons point at {links.repository()}; lessons/ regenerated")
+    return 0
+
+
 def cmd_setup(args: argparse.Namespace, rest: list[str]) -> int:
     """Only prepare the environment (done by the other commands too)."""
     print(f"aecourse: environment ready ({sys.executable})")
@@ -114,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_parser = sub.add_parser("bench", help=cmd_bench.__doc__)
     bench_parser.add_argument("name", choices=["quality"], help="which benchmark")
     bench_parser.set_defaults(func=cmd_bench)
+    sub.add_parser("links", help=cmd_links.__doc__).set_defaults(func=cmd_links)
     sub.add_parser("setup", help=cmd_setup.__doc__).set_defaults(func=cmd_setup)
     return parser
 

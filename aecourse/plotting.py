@@ -53,9 +53,10 @@ def image_grid(images: torch.Tensor, ncol: int = 10, title: str | None = None,
         axes[0, c].set_title(label, fontsize=9, fontweight="normal")
     for ax, caption in zip(axes.flat, captions or []):
         ax.set_title(caption, fontsize=9, fontweight="normal")
+    height = fig.get_size_inches()[1]
     if title:
         fig.suptitle(title)
-    fig.tight_layout(pad=0.3)
+    fig.tight_layout(pad=0.3, rect=(0, 0, 1, 1 - 0.4 / height if title else 1))  # keep the title clear of the images
     return fig
 
 

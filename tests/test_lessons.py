@@ -130,3 +130,26 @@ def test_everything_outside_the_exercises_runs_in_the_blank_release(autograded, 
     stderr = [o.text for c in canary.cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade")
               for o in c.outputs if o.output_type == "stream" and o.name == "stderr"]
     assert not stderr, f"{name}: a test cell wrote to stderr, which nbgrader scores as a failure: {stderr}"
+
+
+@pytest.mark.parametrize("name", LESSONS)
+def test_badge_and_install_cell_use_the_repository_address(name):
+    from aecourse import links
+
+    badge, install = links.expected_links(name)
+    for folder in ("solutions", "lessons"):
+        badges, installs = links.found_links(_notebook(folder, name))
+        assert badges == [badge] and installs == [install], f"{folder}/{name}: run `python3 -m aecourse links`"
+
+
+def test_links_update_rewrites_an_old_address(tmp_path):
+    from aecourse import links
+
+    name = LESSONS[0]
+    copy = tmp_path / f"{name}.ipynb"
+    slug = links.repository().removeprefix("https://github.com/")
+    copy.write_text(_notebook("solutions", name).read_text().replace(slug, "someone-else/old-course"))
+    assert links.found_links(copy) != ([links.expected_links(name)[0]], [links.expected_links(name)[1]])
+    assert links.update(copy) and not links.update(copy)
+    assert links.found_links(copy) == ([links.expected_links(name)[0]], [links.expected_links(name)[1]])
+    assert nbformat.read(copy, as_version=4).cells[0].source == nbformat.read(_notebook("solutions", name), as_version=4).cells[0].source
