@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 MNIST_DIR_ENV = "AECOURSE_MNIST_DIR"  # a folder holding the raw MNIST IDX files
@@ -52,3 +53,18 @@ def use_sibling_mnist(announce: bool = True) -> Path | None:
         if announce:
             print(f"aecourse: using the MNIST files in {found} ({MNIST_DIR_ENV})")
     return found
+
+
+def configure_for_tests() -> None:
+    """What every test run and every notebook it executes needs, set once before anything starts.
+
+    The sibling MNIST folder when there is one; downloads and checkpoints in a fresh temporary
+    folder (never the user's cache); notebooks in fast mode unless AECOURSE_FAST says otherwise.
+    """
+    use_sibling_mnist(announce=False)
+    if not os.environ.get("AECOURSE_TEST_CACHE"):
+        os.environ["AECOURSE_TEST_CACHE"] = tempfile.mkdtemp(prefix="aecourse-tests-")
+    cache = Path(os.environ["AECOURSE_TEST_CACHE"])
+    os.environ.setdefault(DATA_DIR_ENV, str(cache / "data"))
+    os.environ.setdefault(CACHE_DIR_ENV, str(cache / "checkpoints"))
+    os.environ.setdefault("AECOURSE_FAST", "1")

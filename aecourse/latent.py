@@ -19,15 +19,11 @@ def _device(model: nn.Module) -> torch.device:
 def encode(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None = None,
            batch_size: int = 1000) -> torch.Tensor:
     """Codes ``(N, latent_dim)`` on the CPU for ``images: (N, 1, 28, 28)``; a VAE gives its mean ``mu``."""
+    if is_variational(model):
+        return posterior_stats(model, images, labels, batch_size)[0]
     model.eval()
-    device, codes = _device(model), []
-    for x, y in Batches(images, labels, batch_size, shuffle=False):
-        x, y = x.to(device), (y.to(device) if y is not None else None)
-        if is_variational(model):
-            codes.append(model.encode(x, y)[0] if model.n_classes else model.encode(x)[0])
-        else:
-            codes.append(model.encode(x))
-    return torch.cat(codes).cpu()
+    device = _device(model)
+    return torch.cat([model.encode(x.to(device)).cpu() for x, _ in Batches(images, batch_size=batch_size, shuffle=False)])
 
 
 def _flat(images: torch.Tensor) -> np.ndarray:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import os
 import struct
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -18,13 +17,7 @@ matplotlib.use("Agg")
 from aecourse import _paths  # noqa: E402
 from aecourse.config import Config  # noqa: E402
 
-_paths.use_sibling_mnist(announce=False)
-# Downloads and checkpoints made by tests (and the notebooks they execute) never touch the user's cache.
-_SESSION_CACHE = Path(tempfile.mkdtemp(prefix="aecourse-tests-"))
-os.environ.setdefault(_paths.DATA_DIR_ENV, str(_SESSION_CACHE / "data"))
-os.environ.setdefault(_paths.CACHE_DIR_ENV, str(_SESSION_CACHE / "checkpoints"))
-# Notebooks executed by nbval run in fast mode (unit tests set fast=... explicitly where it matters).
-os.environ.setdefault("AECOURSE_FAST", "1")
+_paths.configure_for_tests()  # also done by solutions/conftest.py for the notebooks
 MNIST_DIR = Path(os.environ[_paths.MNIST_DIR_ENV]) if os.environ.get(_paths.MNIST_DIR_ENV) else None
 
 needs_mnist = pytest.mark.skipif(MNIST_DIR is None, reason="no MNIST folder ($AECOURSE_MNIST_DIR or ../shared/data/mnist)")
