@@ -7,7 +7,7 @@ import torch
 
 from aecourse import data
 from aecourse.data import Batches, DataError, FallbackDataWarning, add_noise, check_images, load_mnist, read_idx
-from conftest import MNIST_DIR, needs_mnist, write_idx
+from support import MNIST_DIR, needs_mnist, write_idx
 
 
 def _synthetic_folder(folder, n_test=50, n_train=None, compress=False):
