@@ -79,12 +79,19 @@ def _reexec_in(python: Path, argv: list[str]) -> None:
     os.execv(str(python), [str(python), "-m", "aecourse", *argv])
 
 
-def cmd_lab(args: argparse.Namespace, rest: list[str]) -> int:
-    """Open the course in JupyterLab."""
+def lab_command(rest: list[str]) -> list[str]:
+    """The JupyterLab command line: the lessons folder, and --allow-root where we run as root."""
     root = _paths.repo_root() or Path.cwd()
     lessons = root / "lessons"
-    start = lessons if lessons.is_dir() else root
-    return subprocess.call([sys.executable, "-m", "jupyterlab", f"--notebook-dir={start}", *rest])
+    command = [sys.executable, "-m", "jupyterlab", f"--notebook-dir={lessons if lessons.is_dir() else root}"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:  # containers and cloud notebooks often run as root
+        command.append("--allow-root")
+    return command + rest
+
+
+def cmd_lab(args: argparse.Namespace, rest: list[str]) -> int:
+    """Open the course in JupyterLab."""
+    return subprocess.call(lab_command(rest))
 
 
 def cmd_test(args: argparse.Namespace, rest: list[str]) -> int:

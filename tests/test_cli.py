@@ -73,3 +73,12 @@ def test_sibling_mnist_never_overrides_an_explicit_folder(monkeypatch, tmp_path)
     monkeypatch.setenv(_paths.MNIST_DIR_ENV, str(tmp_path))
     assert _paths.use_sibling_mnist(announce=False) == tmp_path
     assert os.environ[_paths.MNIST_DIR_ENV] == str(tmp_path)
+
+
+def test_lab_opens_the_lessons_and_allows_root_only_for_root(monkeypatch):
+    monkeypatch.setattr(cli.os, "geteuid", lambda: 0)
+    command = cli.lab_command(["--no-browser"])
+    assert command[1:3] == ["-m", "jupyterlab"] and command[-1] == "--no-browser"
+    assert f"--notebook-dir={_paths.repo_root() / 'lessons'}" in command and "--allow-root" in command
+    monkeypatch.setattr(cli.os, "geteuid", lambda: 1000)
+    assert "--allow-root" not in cli.lab_command([])
