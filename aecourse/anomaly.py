@@ -50,12 +50,17 @@ def roc_curve(scores: torch.Tensor, is_anomaly: torch.Tensor) -> tuple[torch.Ten
     when ``score > thresholds[k]`` (the first threshold is +inf: nothing flagged).
     """
     scores, is_anomaly = _check(scores, is_anomaly)
-    cuts = torch.unique(scores).flip(0)  # distinct scores, largest first
-    thresholds = torch.cat([torch.tensor([float("inf")], dtype=scores.dtype), cuts[1:], cuts[-1:] - 1])
-    flagged = scores.unsqueeze(0) > thresholds.unsqueeze(1)  # (K, N)
-    tpr = (flagged & is_anomaly).sum(1) / is_anomaly.sum()
-    fpr = (flagged & ~is_anomaly).sum(1) / (~is_anomaly).sum()
-    return fpr.float(), tpr.float(), thresholds
+    order = torch.argsort(scores, descending=True)
+    ranked, hits = scores[order], is_anomaly[order].double()
+    tps, fps = torch.cumsum(hits, 0), torch.cumsum(1 - hits, 0)  # flagged when flagging the top i+1
+    last = torch.cat([ranked[1:] < ranked[:-1], torch.tensor([True])])  # the last of each run of ties
+    # Flagging every score >= ranked[i] is flagging every score > the next distinct score below it.
+    below = torch.cat([ranked[1:][last[:-1]], ranked[-1:] - 1])
+    inf = torch.tensor([float("inf")], dtype=scores.dtype)
+    zero = torch.zeros(1, dtype=torch.float64)
+    tpr = torch.cat([zero, tps[last]]) / hits.sum()
+    fpr = torch.cat([zero, fps[last]]) / (1 - hits).sum()
+    return fpr.float(), tpr.float(), torch.cat([inf, below])
 
 
 def auroc(scores: torch.Tensor, is_anomaly: torch.Tensor) -> float:
