@@ -12,7 +12,7 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("anomaly", "bench", "config", "data", "grading", "latent", "links", "losses", "models", "plotting", "training")
+_SUBMODULES = ("anomaly", "bench", "config", "data", "grading", "latent", "links", "losses", "models", "plotting", "speed", "training", "widgets")
 __all__ = list(_SUBMODULES)
 
 

@@ -23,7 +23,7 @@ from aecourse import _paths
 # Import names of everything the commands need (runtime + course + dev extras).
 REQUIRED_MODULES = (
     "torch", "torchvision", "numpy", "matplotlib", "sklearn", "ipywidgets", "tqdm",
-    "jupyterlab", "nbgrader", "pytest", "nbval", "yaml",
+    "openTSNE", "jupyterlab", "nbgrader", "pytest", "nbval", "yaml", "playwright",
 )
 EXTRAS = "course,dev"
 STAMP = ".aecourse-installed"  # inside .venv: the hash of the pyproject.toml it was built from
@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("lab", help=cmd_lab.__doc__).set_defaults(func=cmd_lab)
     sub.add_parser("test", help=cmd_test.__doc__).set_defaults(func=cmd_test)
     bench_parser = sub.add_parser("bench", help=cmd_bench.__doc__)
-    bench_parser.add_argument("name", choices=["quality"], help="which benchmark")
+    bench_parser.add_argument("name", choices=["quality", "speed", "tsne", "widgets", "course"], help="which benchmark")
     bench_parser.set_defaults(func=cmd_bench)
     sub.add_parser("links", help=cmd_links.__doc__).set_defaults(func=cmd_links)
     sub.add_parser("setup", help=cmd_setup.__doc__).set_defaults(func=cmd_setup)

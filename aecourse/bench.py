@@ -112,12 +112,34 @@ def quality(fast: bool = False, out: Path | None = None, seed: int = 0) -> dict[
     return figures
 
 
+BENCHMARKS = {
+    "quality": "held-out quality of the CAE and VAE against PCA and the targets",
+    "speed": "training images/s, tutorial DataLoader pipeline vs the course's loop",
+    "tsne": "t-SNE of 10,000 codes, the course's method vs scikit-learn (time and trustworthiness)",
+    "widgets": "milliseconds per slider move for every latent-space explorer",
+    "course": "every lesson in fast mode and one in full mode: time and peak memory",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m aecourse bench")
-    parser.add_argument("name", choices=["quality"])
+    parser.add_argument("name", choices=BENCHMARKS, help="; ".join(f"{k}: {v}" for k, v in BENCHMARKS.items()))
     parser.add_argument("--fast", action="store_true", help="tiny run to check the benchmark itself")
-    parser.add_argument("--out", type=Path, default=None, help="folder for the figures (PNG)")
+    parser.add_argument("--out", type=Path, default=None, help="folder for the figures (PNG; quality only)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=3, help="runs per figure (speed, tsne); the median is shown")
+    parser.add_argument("--lesson", default="04_variational_autoencoders", help="the lesson run in full mode (course)")
     args = parser.parse_args(argv)
-    quality(fast=args.fast, out=args.out, seed=args.seed)
+    from aecourse import speed
+
+    if args.name == "quality":
+        quality(fast=args.fast, out=args.out, seed=args.seed)
+    elif args.name == "speed":
+        speed.throughput(repeats=args.repeats, seed=args.seed, fast=args.fast)
+    elif args.name == "tsne":
+        speed.tsne(n=1_000 if args.fast else 10_000, repeats=args.repeats, seed=args.seed)
+    elif args.name == "widgets":
+        speed.widget_latency(moves=10 if args.fast else 60, seed=args.seed)
+    elif args.name == "course":
+        speed.course(full_lesson=args.lesson)
     return 0

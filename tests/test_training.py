@@ -130,3 +130,41 @@ def test_fast_config_trains_few_epochs(small_data, tmp_path):
         warnings.simplefilter("error")
         history = fit(MAKERS["DenseAE"](), small_data, cfg, progress=False)
     assert len(history) == cfg.epochs <= 2
+
+
+@pytest.mark.parametrize("variational", [False, True])
+def test_fit_follows_the_loss_trajectory_of_a_plain_loop(variational, small_data, cfg):
+    """Speed never costs correctness: fit's per-epoch losses equal a textbook loop's under one seed."""
+    import torch.nn.functional as F
+
+    make = (lambda: ConvVAE(8, channels=(8, 16))) if variational else (lambda: ConvAE(16, channels=(8, 16)))
+    torch.manual_seed(0)
+    course = make()
+    torch.manual_seed(0)
+    plain = make()
+    assert all(torch.equal(a, b) for a, b in zip(course.parameters(), plain.parameters()))
+    torch.manual_seed(1)  # the same draws of eps on both sides
+    history = fit(course, small_data, cfg, epochs=3, batch_size=64, progress=False)
+
+    optimizer = torch.optim.Adam(plain.parameters(), lr=cfg.lr)
+    order_rng = torch.Generator().manual_seed(cfg.seed)  # fit shuffles with a generator seeded by cfg.seed
+    x_all, n, trajectory = small_data.train_x, len(small_data.train_x), []
+    torch.manual_seed(1)
+    for _ in range(3):
+        order, total = torch.randperm(n, generator=order_rng), 0.0
+        for i in range(0, n, 64):
+            x = x_all[order[i:i + 64]]
+            if variational:
+                x_hat, mu, logvar = plain(x)
+                kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum()
+                loss = (F.binary_cross_entropy(x_hat, x, reduction="sum") + kl) / len(x)
+            else:
+                loss = F.mse_loss(plain(x), x, reduction="sum") / len(x)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(x)
+        trajectory.append(total / n)
+        with torch.no_grad():  # held-out pass after each epoch, as fit does (it draws eps too)
+            plain.eval(), plain(small_data.test_x), plain.train()
+    assert history.series("train") == pytest.approx(trajectory, rel=1e-4)
