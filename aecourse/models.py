@@ -21,8 +21,8 @@ def conv_encoder(channels: tuple[int, int] = (32, 64)) -> nn.Sequential:
     """Conv + ReLU + MaxPool twice: ``(B, 1, 28, 28) -> (B, c2 * 7 * 7)``."""
     c1, c2 = channels
     return nn.Sequential(
-        nn.Conv2d(1, c1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (B, c1, 14, 14)
-        nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (B, c2, 7, 7)
+        nn.Conv2d(1, c1, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),  # (B, c1, 14, 14)
+        nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),  # (B, c2, 7, 7)
         nn.Flatten(),  # (B, c2 * 49)
     )
 
@@ -41,8 +41,8 @@ def conv_decoder(channels: tuple[int, int] = (32, 64), upsample: str = "transpos
     c1, c2 = channels
     return nn.Sequential(
         nn.Unflatten(1, (c2, 7, 7)),
-        _upsample(c2, c1, upsample), nn.ReLU(),  # (B, c1, 14, 14)
-        _upsample(c1, c1 // 2, upsample), nn.ReLU(),  # (B, c1/2, 28, 28)
+        _upsample(c2, c1, upsample), nn.ReLU(inplace=True),  # (B, c1, 14, 14)
+        _upsample(c1, c1 // 2, upsample), nn.ReLU(inplace=True),  # (B, c1/2, 28, 28)
         nn.Conv2d(c1 // 2, 1, 3, padding=1), nn.Sigmoid(),  # (B, 1, 28, 28)
     )
 
@@ -105,7 +105,7 @@ def _mlp(sizes: list[int]) -> list[nn.Module]:
     """Linear layers between consecutive sizes, with ReLU between them (none after the last)."""
     layers: list[nn.Module] = []
     for a, b in zip(sizes, sizes[1:]):
-        layers += [nn.Linear(a, b), nn.ReLU()]
+        layers += [nn.Linear(a, b), nn.ReLU(inplace=True)]
     return layers[:-1]
 
 
@@ -118,7 +118,7 @@ class ConvAE(Autoencoder):
         self.hparams = {"latent_dim": latent_dim, "channels": tuple(channels), "upsample": upsample}
         features = channels[1] * 7 * 7
         self.encoder = nn.Sequential(conv_encoder(channels), nn.Linear(features, latent_dim))
-        self.decoder = nn.Sequential(nn.Linear(latent_dim, features), nn.ReLU(),
+        self.decoder = nn.Sequential(nn.Linear(latent_dim, features), nn.ReLU(inplace=True),
                                      conv_decoder(channels, upsample))
 
 
@@ -133,11 +133,11 @@ class NoBottleneckCAE(Autoencoder):
         c1, c2 = channels
         self.hparams = {"channels": tuple(channels)}
         self.encoder = nn.Sequential(
-            nn.Conv2d(1, c1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (B, c1, 14, 14)
-            nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (B, c2, 7, 7): the "code"
+            nn.Conv2d(1, c1, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),  # (B, c1, 14, 14)
+            nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),  # (B, c2, 7, 7): the "code"
         )
         self.decoder = nn.Sequential(
-            nn.ConvTranspose2d(c2, c1, 2, stride=2), nn.ReLU(),  # (B, c1, 14, 14)
+            nn.ConvTranspose2d(c2, c1, 2, stride=2), nn.ReLU(inplace=True),  # (B, c1, 14, 14)
             nn.ConvTranspose2d(c1, 1, 2, stride=2), nn.Sigmoid(),  # (B, 1, 28, 28)
         )
 
@@ -168,7 +168,7 @@ class ConvVAE(nn.Module):
         features = channels[1] * 7 * 7
         self.features = conv_encoder(channels)
         self.to_stats = nn.Linear(features + n_classes, 2 * latent_dim)  # -> (mu, logvar)
-        self.decoder = nn.Sequential(nn.Linear(latent_dim + n_classes, features), nn.ReLU(),
+        self.decoder = nn.Sequential(nn.Linear(latent_dim + n_classes, features), nn.ReLU(inplace=True),
                                      conv_decoder(channels, upsample))
 
     def _condition(self, h: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:

@@ -100,29 +100,32 @@ def fit(model: nn.Module, data: Dataset, cfg: Config | None = None, objective: O
     batch_size = cfg.batch_size if batch_size is None else batch_size
     objective = objective or default_objective(model)
     device = cfg.torch_device
-    model.to(device)
+    model.to(device, memory_format=torch.channels_last)  # NHWC conv weights: oneDNN and cuDNN run them faster
     data = data.to(device)
     batches = Batches(data.train_x, data.train_y, batch_size, shuffle=True, seed=cfg.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     history = history if history is not None else History()
     bar = tqdm(total=epochs * len(batches), desc=type(model).__name__, unit="batch", disable=not progress)
-    for _ in range(epochs):
-        model.train()
-        start, totals = time.perf_counter(), {}
-        for x, y in batches:
-            terms = objective(model, x, y)
-            optimizer.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            optimizer.step()
-            for key, value in terms.items():
-                totals[key] = totals.get(key, 0) + value.detach() * len(x)
-            bar.update()
-        history.train.append({k: (v / len(data.train_x)).item() for k, v in totals.items()})
-        history.seconds.append(time.perf_counter() - start)
-        history.test.append(evaluate(model, data.test_x, data.test_y, objective))
-        bar.set_postfix(epoch=len(history), train=f"{history.train[-1]['loss']:.4g}",
-                        test=f"{history.test[-1]['loss']:.4g}")
-    bar.close()
+    try:
+        for _ in range(epochs):
+            model.train()
+            start, totals = time.perf_counter(), {}
+            for x, y in batches:
+                terms = objective(model, x, y)
+                optimizer.zero_grad(set_to_none=True)
+                terms["loss"].backward()
+                optimizer.step()
+                for key, value in terms.items():
+                    totals[key] = totals.get(key, 0) + value.detach() * len(x)
+                bar.update()
+            history.train.append({k: (v / len(data.train_x)).item() for k, v in totals.items()})
+            history.seconds.append(time.perf_counter() - start)
+            history.test.append(evaluate(model, data.test_x, data.test_y, objective))
+            bar.set_postfix(epoch=len(history), train=f"{history.train[-1]['loss']:.4g}",
+                            test=f"{history.test[-1]['loss']:.4g}")
+    finally:
+        bar.close()
+        model.to(memory_format=torch.contiguous_format)  # hand back the usual layout (as checkpoints load)
     model.eval()
     return history
 

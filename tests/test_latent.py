@@ -103,3 +103,14 @@ def test_posterior_stats_are_the_encoder_outputs():
     assert torch.allclose(mu, ref_mu) and torch.allclose(logvar, ref_logvar)
     with pytest.raises(TypeError, match="needs a VAE"):
         latent.posterior_stats(ConvAE(3, channels=(8, 16)), X)
+
+
+def test_tsne_neighbourhoods_are_as_trustworthy_as_scikit_learns():
+    """Oracle: scikit-learn's TSNE with default settings on the same codes (trustworthiness, k = 5)."""
+    from sklearn.datasets import load_digits
+    from sklearn.manifold import TSNE, trustworthiness
+
+    codes = load_digits().data[:600].astype(np.float32)  # (600, 64): PCA to 50 happens inside tsne_2d
+    ours = trustworthiness(codes, latent.tsne_2d(codes, seed=0), n_neighbors=5)
+    reference = trustworthiness(codes, TSNE(random_state=0).fit_transform(codes), n_neighbors=5)
+    assert ours >= reference - 0.01, f"trustworthiness {ours:.4f} vs scikit-learn's {reference:.4f}"
