@@ -260,7 +260,7 @@ class Interpolation(Explorer):
         pair = self.images[[a, b]]  # (2, 1, 28, 28)
         if self.state.get("pair") != (a, b):  # encode only when the two digits change
             self.state["pair"], self.state["codes"] = (a, b), {k: latent.encode(m, pair) for k, m in self.models.items()}
-        blank = np.full_like(digit(pair[0]), 255)
+        blank = np.full((28 * SCALE, 28 * SCALE, 3), 255, np.uint8)  # the gap above the decoded code at t
         rows, self.state["images"] = [row([digit(pair[0]), blank, digit(pair[1])])], {}
         for name, model in self.models.items():
             z_a, z_b = self.state["codes"][name]  # (D,) each
@@ -314,8 +314,8 @@ class AnomalyThreshold(Explorer):
         fig.set_size_inches(4.2, 3.6)
         fig.set_dpi(90)
         self.canvas = Canvas(fig)
-        lo, hi = np.quantile(self.scores.numpy(), [0.0, 1.0])
-        start = float(np.quantile(self.scores.numpy(), 0.9))
+        lo, hi = self.scores.min().item(), self.scores.max().item()
+        start = float(np.quantile(self.scores.numpy(), 0.9))  # flags the top 10% to begin with
         super().__init__({"threshold": W.FloatSlider(value=start, min=float(lo), max=float(hi), step=float(hi - lo) / 500,
                                                      description="threshold", readout_format=".4f",
                                                      layout=W.Layout(width="520px"), style={"description_width": "70px"})})
