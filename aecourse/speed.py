@@ -1,10 +1,11 @@
-"""Speed benchmarks that print figures: ``python3 -m aecourse bench {speed,tsne,course}``.
+"""Speed benchmarks that print figures: ``python3 -m aecourse bench {speed,tsne,widgets,course}``.
 
 ``speed``  images per second over a training epoch: the common tutorial pipeline (torchvision's
            MNIST dataset + ``ToTensor`` + ``DataLoader``, batch 128, a plain loop) against the
            course's device-resident ``Batches`` and ``fit``, same model, batch size and device.
 ``tsne``   10,000 codes embedded in 2-D by ``latent.tsne_2d`` against scikit-learn's ``TSNE``
            with default settings, with both trustworthiness scores (k = 5).
+``widgets`` milliseconds per slider move of every explorer in ``aecourse.widgets``.
 ``course`` every lesson executed in fast mode, and one in full mode, with wall time and the
            peak resident memory of the kernel.
 Ratios are measured side by side in one run; each figure is the median of ``--repeats`` runs.
@@ -163,9 +164,9 @@ def tsne(n: int = 10_000, repeats: int = 3, seed: int = 0) -> dict[str, float]:
     return {"ratio": ratio, **{f"{k}_seconds": v for k, v in med.items()}, **{f"{k}_trust": v for k, v in trust.items()}}
 
 
-def run_notebook(path: Path, fast: bool, timeout: int = 1800) -> dict[str, float]:
+def run_notebook(path: Path, fast: bool, cache_dir: str | Path, timeout: int = 1800) -> dict[str, float]:
     """Execute one notebook in a fresh kernel; wall seconds and the peak RSS (GiB) of that process tree."""
-    env = dict(os.environ, AECOURSE_FAST="1" if fast else "0")
+    env = dict(os.environ, AECOURSE_FAST="1" if fast else "0", AECOURSE_CACHE_DIR=str(cache_dir))
     script = ("import resource, sys, nbformat; from nbclient import NotebookClient; "
               "nb = nbformat.read(sys.argv[1], as_version=4); "
               f"NotebookClient(nb, timeout={timeout}, kernel_name='python3', "
@@ -192,13 +193,13 @@ def course(full_lesson: str = "04_variational_autoencoders", root: Path | None =
         raise FileNotFoundError(f"no lessons under {root}: run this from a clone of the course repository")
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as cache:
-        os.environ["AECOURSE_CACHE_DIR"] = cache  # cold: nothing trained before
+        # the cache starts empty (cold): nothing trained before
         for nb in notebooks:
-            results[f"{nb.stem} (fast)"] = run_notebook(nb, fast=True)
+            results[f"{nb.stem} (fast)"] = run_notebook(nb, fast=True, cache_dir=cache)
             print(f"  {nb.stem} fast: {results[f'{nb.stem} (fast)']['seconds']:.0f} s", flush=True)
         full = root / full_lesson / f"{full_lesson}.ipynb"
-        results[f"{full_lesson} (full, cold cache)"] = run_notebook(full, fast=False)
-        results[f"{full_lesson} (full, warm cache)"] = run_notebook(full, fast=False)
+        results[f"{full_lesson} (full, cold cache)"] = run_notebook(full, fast=False, cache_dir=cache)
+        results[f"{full_lesson} (full, warm cache)"] = run_notebook(full, fast=False, cache_dir=cache)
     fast_total = sum(r["seconds"] for k, r in results.items() if k.endswith("(fast)"))
     print(f"\nCourse execution on {os.cpu_count()} CPU cores ({describe_device('auto').split('.')[0]})")
     print("| run | seconds | peak memory (GiB) |")
