@@ -1,4 +1,4 @@
-"""The course's command line: ``python3 -m aecourse {lab,test,bench,setup}``.
+"""The course's command line: ``python3 -m aecourse {lab,test,bench,grade,links,setup}``.
 
 On a fresh clone the first command creates ``.venv/`` beside the sources and installs
 the package with its course and test extras into it (a few minutes, once), then runs
@@ -23,7 +23,7 @@ from aecourse import _paths
 # Import names of everything the commands need (runtime + course + dev extras).
 REQUIRED_MODULES = (
     "torch", "torchvision", "numpy", "matplotlib", "sklearn", "ipywidgets", "tqdm",
-    "openTSNE", "jupyterlab", "nbgrader", "pytest", "nbval", "yaml", "playwright",
+    "openTSNE", "jupyterlab", "nbgrader", "psycopg", "pytest", "nbval", "yaml", "playwright",
 )
 EXTRAS = "course,dev"
 STAMP = ".aecourse-installed"  # inside .venv: the hash of the pyproject.toml it was built from
@@ -107,6 +107,13 @@ def cmd_bench(args: argparse.Namespace, rest: list[str]) -> int:
     return bench.main([args.name, *rest])
 
 
+def cmd_grade(args: argparse.Namespace, rest: list[str]) -> int:
+    """Grade a class: release, collect, autograde, feedback, export, report (see `grade --help`)."""
+    from aecourse.classroom import cli
+
+    return cli.main(rest)
+
+
 def cmd_links(args: argparse.Namespace, rest: list[str]) -> int:
     """Point every lesson's Colab badge and install cell at pyproject's Repository, then regenerate lessons/."""
     from aecourse import links
@@ -135,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_parser = sub.add_parser("bench", help=cmd_bench.__doc__)
     bench_parser.add_argument("name", choices=["quality", "speed", "tsne", "widgets", "course"], help="which benchmark")
     bench_parser.set_defaults(func=cmd_bench)
+    sub.add_parser("grade", help=cmd_grade.__doc__, add_help=False).set_defaults(func=cmd_grade)
     sub.add_parser("links", help=cmd_links.__doc__).set_defaults(func=cmd_links)
     sub.add_parser("setup", help=cmd_setup.__doc__).set_defaults(func=cmd_setup)
     return parser

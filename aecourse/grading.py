@@ -6,6 +6,8 @@ test) with a message meant for the student, and prints nothing on success.
 
 from __future__ import annotations
 
+import inspect
+import sys
 from typing import Any, Callable
 
 import torch
@@ -69,3 +71,41 @@ def run(fn: Callable, *args: Any, what: str, hint: str = "") -> Any:
         raise ExerciseError(f"{what}: not written yet (it still raises NotImplementedError).") from None
     except Exception as err:  # the student's code failed: say how, not where in our test
         raise ExerciseError(f"{what} failed with {type(err).__name__}: {err}. {hint}".strip()) from None
+
+
+def _codes(reference: Any) -> set:
+    """Code objects of a reference function, or of every method a reference class defines or inherits."""
+    if isinstance(reference, type):
+        return {inspect.unwrap(f).__code__ for klass in reference.__mro__ if klass.__module__.startswith("aecourse")
+                for f in vars(klass).values() if hasattr(inspect.unwrap(f), "__code__")}
+    return {inspect.unwrap(reference).__code__}
+
+
+def check_own_work(what: str, call: Callable[[], Any], *references: Any) -> Any:
+    """Run ``call()`` (which uses the student's answer) and return its result; fail if the answer is,
+    wraps, subclasses or contains one of the course's ``references`` instead of doing the work itself.
+
+    Every call into a reference is seen (a profile hook watches their code objects), however the
+    answer reaches it: ``my_kl = losses.gaussian_kl``, a wrapper, an alias imported under another
+    name, a subclass of ``models.DenseAE``.
+    """
+    codes = set().union(*(_codes(r) for r in references))
+    names = {c: f"aecourse.{r.__module__.split('.')[-1]}.{r.__qualname__}" for r in references for c in _codes(r)}
+    hits: list[str] = []
+
+    def watch(frame, event, arg):
+        if event == "call" and frame.f_code in codes and not hits:
+            hits.append(names[frame.f_code])
+
+    previous = sys.getprofile()
+    sys.setprofile(watch)
+    try:
+        result = run(call, what=what)
+    finally:
+        sys.setprofile(previous)
+    classes = tuple(r for r in references if isinstance(r, type))
+    if not hits and classes and isinstance(result, torch.nn.Module):
+        hits += [f"aecourse {type(m).__name__}" for m in result.modules() if isinstance(m, classes)][:1]
+    check(not hits, f"{what} uses the course's reference implementation ({hits[0] if hits else ''}). "
+                    "This exercise is to write it yourself; the reference is for the cells after it.")
+    return result

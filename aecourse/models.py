@@ -66,7 +66,7 @@ def code_size(encoder: nn.Module, image_shape: tuple[int, ...] = IMAGE_SHAPE) ->
     """How many numbers ``encoder`` turns one image into (784 pixels go in)."""
     was_training = encoder.training
     encoder.eval()
-    device = next(encoder.parameters()).device
+    device = next(encoder.parameters(), torch.empty(0)).device  # a layer without weights runs on the CPU
     out = encoder(torch.zeros(1, *image_shape, device=device))
     encoder.train(was_training)
     return out[0].numel()

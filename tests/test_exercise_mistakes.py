@@ -359,6 +359,53 @@ CATALOGUE: dict[tuple[str, str], list[tuple[str, str, str]]] = {
     ],
 }
 
+# Passing an exercise off the course's own reference: correct values, so only the hidden tests'
+# ``grading.check_own_work`` can catch it. (one_hot has no course reference: torch's F.one_hot is fair;
+# train_step's only reference, training.fit, trains whole epochs and cannot stand in for one step.)
+DELEGATIONS: dict[tuple[str, str], str] = {
+    ("01_autoencoders", "reconstruction_error"): """
+        def reconstruction_error(x_hat, x):
+            return losses.mse(x_hat, x, reduction="none")""",
+    ("01_autoencoders", "dense_autoencoder"): """
+        class DenseAutoencoder(DenseAE):
+            def __init__(self, latent_dim=32):
+                super().__init__(latent_dim, hidden=(128,))""",
+    ("02_convolutional_autoencoders", "conv_output_size"): """
+        from aecourse.models import conv_output_size as my_conv_output_size""",
+    ("02_convolutional_autoencoders", "code_size"): """
+        from aecourse.models import code_size as my_code_size""",
+    ("02_convolutional_autoencoders", "conv_encoder"): """
+        class ConvEncoder(nn.Module):
+            def __init__(self, latent_dim=16):
+                super().__init__()
+                self.net = ConvAE(latent_dim).encoder
+            def forward(self, x):
+                return self.net(x)""",
+    ("03_denoising_and_anomaly_detection", "psnr"): """
+        from aecourse.losses import psnr as my_psnr""",
+    ("03_denoising_and_anomaly_detection", "anomaly_score"): """
+        def my_anomaly_score(model, x):
+            return anomaly.anomaly_scores(model, x)""",
+    ("03_denoising_and_anomaly_detection", "confusion_counts"): """
+        my_confusion_counts = anomaly.confusion_counts""",
+    ("04_variational_autoencoders", "reparameterize"): """
+        from aecourse.models import reparameterize as my_reparameterize""",
+    ("04_variational_autoencoders", "gaussian_kl"): """
+        import aecourse
+        def my_gaussian_kl(mu, logvar):
+            return aecourse.losses.gaussian_kl(mu, logvar)""",
+    ("04_variational_autoencoders", "vae_loss"): """
+        def my_vae_loss(x_hat, x, mu, logvar):
+            return losses.vae_loss(x_hat, x, mu, logvar).loss""",
+    ("05_beyond_the_basics", "active_dimensions"): """
+        from aecourse.latent import active_dimensions as my_active_dimensions""",
+    ("05_beyond_the_basics", "sample_digit"): """
+        def my_sample_digit(model, digit, n):
+            return model.sample(n, y=digit)""",
+}
+for _key, _answer in DELEGATIONS.items():
+    CATALOGUE[_key].append(("delegates to the course's reference", _answer, "reference implementation"))
+
 
 def _cells(lesson: str):
     nb = nbformat.read(ROOT / "solutions" / lesson / f"{lesson}.ipynb", as_version=4)

@@ -160,3 +160,4 @@ def test_code_size_counts_numbers_per_image():
     assert models.code_size(ConvAE(12).encoder) == 12
     assert models.code_size(models.NoBottleneckCAE().encoder) == 64 * 7 * 7  # more than the 784 pixels
     assert models.NoBottleneckCAE()(X).shape == X.shape
+    assert models.code_size(nn.Flatten()) == 784  # a layer without weights (the lesson's first example)

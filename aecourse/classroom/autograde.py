@@ -1,0 +1,165 @@
+"""Autograde collected submissions with nbgrader, one sandboxed kernel per notebook, in N workers.
+
+The instructor's solution is graded first, as the student ``_solution``: it must earn full marks in
+this environment (a missing package, a broken sandbox or a stale cache would otherwise give the
+whole class zero), and it fills the checkpoint cache every student's kernel starts from.
+SQLite allows one writer, so more than one worker needs a server gradebook (PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+from nbgrader.api import Gradebook, MissingEntry
+from traitlets.config import Config
+from traitlets.config.loader import PyFileConfigLoader
+
+from .course import Course
+from .execute import STOPPED
+from .sandbox import SANDBOX_ENV, SandboxSpec, check_sandbox
+
+CANARY = "_solution"  # the instructor's solution, graded first; no real student id starts with "_"
+WARNING_LINE = r"(?m)^\S[^\n]*:\d+: \w*Warning: "  # what warnings.showwarning writes to stderr
+
+
+class GradingError(RuntimeError):
+    """Grading cannot go on; the message says why and what to do."""
+
+
+@dataclass
+class Graded:
+    """The outcome for one student and lesson."""
+    student: str
+    assignment: str
+    status: str  # "graded", "error"
+    score: float | None = None
+    max_score: float | None = None
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def nbgrader_config(course: Course) -> Config:
+    """The course's ``nbgrader_config.py`` plus the sandboxed execution and fairness settings."""
+    from nbconvert.preprocessors import ClearMetadataPreprocessor
+    from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, IgnorePattern, LimitOutput,
+                                        SaveAutoGrades)
+
+    from .execute import SandboxedExecute
+
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(course.root)).load_config()
+    config.CourseDirectory.root = str(course.root)
+    config.CourseDirectory.db_url = course.db_url
+    config.Autograde.autograde_preprocessors = [SandboxedExecute, IgnorePattern, ClearMetadataPreprocessor,
+                                                LimitOutput, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+    config.IgnorePattern.enabled = True  # a warning on stderr is not a failed test
+    config.IgnorePattern.pattern = WARNING_LINE
+    config.OverwriteCells.add_missing_cells = True  # a deleted test cell is put back and run
+    config.NbGraderAPI.log_level = "WARN"
+    return config
+
+
+def _grade_one(root: str, db_url: str, spec_json: str, assignment: str, student: str) -> dict:
+    """Run nbgrader's autograde for one submission (in a worker process)."""
+    from nbgrader.apps import NbGraderAPI
+
+    os.chdir(root)
+    os.environ[SANDBOX_ENV] = spec_json
+    start = time.perf_counter()
+    try:
+        course = Course(root, db_url)
+        result = NbGraderAPI(config=nbgrader_config(course)).autograde(assignment, student)
+    except Exception as err:  # noqa: BLE001 (any failure becomes this student's explicit status)
+        result = {"success": False, "error": f"{type(err).__name__}: {err}"}
+    return {"success": result["success"], "error": result.get("error", ""), "log": result.get("log", ""),
+            "seconds": time.perf_counter() - start}
+
+
+def outcome(course: Course, assignment: str, student: str, run: dict) -> Graded:
+    """Read a graded submission back from the gradebook (``nbgrader.api``) and the autograded notebook."""
+    row = Graded(student, assignment, "graded", seconds=run["seconds"])
+    if not run["success"]:
+        last = (run["error"].strip().splitlines() or ["unknown error"])[-1]
+        row.status, row.notes = "error", [f"nbgrader could not grade it: {last}"]
+        return row
+    with Gradebook(course.db_url, course_id=_course_id(course)) as gb:
+        try:
+            sub = gb.find_submission(assignment, student)
+        except MissingEntry:
+            row.status, row.notes = "error", ["no grades in the gradebook after autograding"]
+            return row
+        row.score, row.max_score = sub.score, sub.max_score
+        for nb in sub.notebooks:
+            for grade in nb.grades:
+                if grade.max_score and (grade.score or 0) < grade.max_score:
+                    row.notes.append(f"{grade.name}: {grade.score or 0:g}/{grade.max_score:g}")
+    path = course.root / "autograded" / student / assignment / f"{assignment}.ipynb"
+    if path.is_file():
+        for index, cell in enumerate(nbformat.read(path, as_version=4).cells):
+            for out in cell.get("outputs", []):
+                if out.get("ename") == STOPPED and not out["evalue"].startswith(("not run", "skipped")):
+                    row.notes.append(f"cell {index}: {out['evalue']}")
+    return row
+
+
+def _course_id(course: Course) -> str:
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(course.root)).load_config()
+    return config.CourseDirectory.get("course_id", "default_course")
+
+
+def check_canary(course: Course, assignment: str, row: Graded) -> None:
+    """The instructor's solution must earn every point here, or nobody is graded."""
+    if row.status == "graded" and row.score == row.max_score:
+        return
+    errors = []
+    path = course.root / "autograded" / CANARY / assignment / f"{assignment}.ipynb"
+    if path.is_file():
+        for index, cell in enumerate(nbformat.read(path, as_version=4).cells):
+            errors += [f"cell {index}: {o['ename']}: {o['evalue']}" for o in cell.get("outputs", [])
+                       if o.get("output_type") == "error"]
+    raise GradingError(
+        f"the instructor's solution of {assignment} scores {row.score}/{row.max_score} in this grading "
+        f"environment, so every student would lose points that are not theirs to lose. "
+        f"{'; '.join(row.notes + errors[:3])}. Fix the environment (a missing package? the data?) and grade again.")
+
+
+def plant_canary(course: Course, assignment: str) -> None:
+    """Copy the solution notebook in as the submission of ``_solution``."""
+    target = course.root / "submitted" / CANARY / assignment
+    target.mkdir(parents=True, exist_ok=True)
+    (target / f"{assignment}.ipynb").write_bytes(course.source_path(assignment).read_bytes())
+
+
+def autograde(course: Course, work: list[tuple[str, str]], spec: SandboxSpec, workers: int = 1,
+              canary: bool = True, log=print) -> list[Graded]:
+    """Grade ``(student, assignment)`` pairs; the solution of each lesson first. One row per pair."""
+    if workers > 1 and course.db_url.startswith("sqlite"):
+        raise GradingError(f"{workers} workers need a gradebook that takes concurrent writers, and SQLite "
+                           f"({course.db_url}) does not: pass --db postgresql://... (see the README), or use "
+                           "--workers 1.")
+    check_sandbox(spec)
+    cache = Path(spec.cache) if spec.cache else None
+    if cache:
+        cache.mkdir(parents=True, exist_ok=True)
+    assignments = sorted({a for _, a in work})
+    if canary:
+        warm = SandboxSpec(**{**spec.__dict__, "warm_cache": True})
+        for assignment in assignments:
+            plant_canary(course, assignment)
+            row = outcome(course, assignment, CANARY, _grade_one(str(course.root), course.db_url, warm.to_json(),
+                                                                 assignment, CANARY))
+            check_canary(course, assignment, row)
+            log(f"  {assignment}: the solution earns {row.score:g}/{row.max_score:g} in {row.seconds:.0f} s")
+    jobs = [(str(course.root), course.db_url, spec.to_json(), a, s) for s, a in work]
+    if workers <= 1:
+        runs = [_grade_one(*job) for job in jobs]
+    else:
+        context = multiprocessing.get_context("spawn")
+        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            runs = list(pool.map(_grade_one, *zip(*jobs)))
+    return [outcome(course, a, s, run) for (s, a), run in zip(work, runs)]

@@ -1,0 +1,113 @@
+"""``python -m aecourse grade STEP``: the instructor's workflow, one step at a time or all at once.
+
+    release    solutions/ -> lessons/, and the lessons into the gradebook
+    collect    an inbox folder (LMS export) -> submitted/
+    autograde  submitted/ -> autograded/ and the gradebook (sandboxed, N workers)
+    feedback   autograded/ -> feedback/ (HTML, hidden tests removed)
+    export     the gradebook -> grading/grades.csv
+    report     grading/report.md: every student and lesson, with status, notes and flags
+    all        collect, autograde, feedback, export and report
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from . import autograde as ag
+from . import report
+from .collect import Collected, collect
+from .course import Course, CourseError
+from .sandbox import Limits, SandboxError, SandboxSpec
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python3 -m aecourse grade", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n")[1])
+    parser.add_argument("step", choices=["release", "collect", "autograde", "feedback", "export", "report", "all"])
+    parser.add_argument("inbox", nargs="?", type=Path, help="the folder of exported submissions (collect, all)")
+    parser.add_argument("--course", type=Path, default=Path.cwd(), help="the course folder (default: here)")
+    parser.add_argument("--lesson", action="append", help="only this lesson (repeatable; default: all)")
+    parser.add_argument("--student", action="append", help="only this student (repeatable; default: all)")
+    parser.add_argument("--student-pattern", help="regex with a 'student' group, matched against each file's "
+                        "path in the inbox, for exports that put every student in one folder")
+    parser.add_argument("--db", help="gradebook URL (default: nbgrader_config.py's; postgresql://... for --workers > 1)")
+    parser.add_argument("--workers", type=int, default=1, help="submissions graded at once (default 1)")
+    parser.add_argument("--cell-seconds", type=int, default=Limits.cell_seconds, help="time limit of a cell")
+    parser.add_argument("--notebook-seconds", type=int, default=Limits.notebook_seconds, help="time limit of a notebook")
+    parser.add_argument("--memory-gib", type=float, default=Limits.memory_gib, help="memory limit of a kernel process")
+    parser.add_argument("--processes", type=int, default=Limits.processes, help="process/thread limit of a kernel")
+    parser.add_argument("--no-sandbox", action="store_true",
+                        help="run student code unsandboxed, with your permissions (only where bubblewrap cannot run)")
+    return parser
+
+
+def sandbox_spec(args: argparse.Namespace, course: Course) -> SandboxSpec:
+    """Limits from the command line; the MNIST folder shown read-only to every kernel."""
+    from aecourse import _paths
+
+    limits = Limits(args.cell_seconds, args.notebook_seconds, args.memory_gib, args.processes)
+    mnist = os.environ.get(_paths.MNIST_DIR_ENV) or _paths.sibling_mnist_dir()
+    readonly, env = (), ()
+    if mnist:
+        readonly, env = (str(Path(mnist).resolve()),), ((_paths.MNIST_DIR_ENV, str(Path(mnist).resolve())),)
+    return SandboxSpec(limits, readonly, env, enabled=not args.no_sandbox, cache=str(course.state / "cache"))
+
+
+def run(args: argparse.Namespace) -> int:
+    course = Course(args.course, args.db)
+    lessons = course.pick(args.lesson)
+    steps = ["collect", "autograde", "feedback", "export", "report"] if args.step == "all" else [args.step]
+    if args.no_sandbox:
+        print("WARNING: --no-sandbox: student code runs with your permissions and can read the gradebook.")
+    for step in steps:
+        if step == "release":
+            release(course, lessons)
+        elif step == "collect":
+            if args.inbox is None:
+                raise CourseError("collect needs the inbox folder: python -m aecourse grade collect INBOX")
+            rows = collect(args.inbox, course, args.student_pattern)
+            report.save_rows(course, "collected", rows)
+            counts = {s: sum(r.status == s for r in rows) for s in sorted({r.status for r in rows})}
+            print(f"collected from {args.inbox}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+        elif step == "autograde":
+            work = [(r.student, r.assignment) for r in report.load_rows(course, "collected", Collected)
+                    if r.status == "collected" and r.assignment in lessons
+                    and (not args.student or r.student in args.student)]
+            print(f"autograding {len(work)} notebooks with {args.workers} worker(s); the solution first")
+            rows = ag.autograde(course, work, sandbox_spec(args, course), workers=args.workers)
+            report.save_rows(course, "graded", rows)
+            print(f"graded {sum(r.status == 'graded' for r in rows)}, errors {sum(r.status != 'graded' for r in rows)}")
+        elif step == "feedback":
+            students = sorted({r.student for r in report.load_rows(course, "graded", ag.Graded)})
+            made = report.feedback(course, [s for s in students if not args.student or s in args.student], lessons)
+            print(f"{len(made)} feedback files in {course.root / 'feedback'}")
+        elif step == "export":
+            print(f"grades: {report.export_csv(course)}")
+        elif step == "report":
+            path, text = report.write_report(course)
+            print(text + f"\n(saved in {path})")
+    return 0
+
+
+def release(course: Course, lessons: list[str]) -> None:
+    """Generate the student versions and record the lessons (hidden tests included) in the gradebook."""
+    from nbgrader.apps import NbGraderAPI
+
+    api = NbGraderAPI(config=ag.nbgrader_config(course))
+    for lesson in lessons:
+        result = api.generate_assignment(lesson)
+        if not result["success"]:
+            raise CourseError(f"nbgrader could not release {lesson}: {result.get('error', '')[-400:]}")
+        print(f"released {lesson} into lessons/ and the gradebook ({course.db_url})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except (CourseError, SandboxError, ag.GradingError, FileNotFoundError) as err:
+        print(f"aecourse grade: {err}", file=sys.stderr)
+        return 2

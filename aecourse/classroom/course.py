@@ -1,0 +1,70 @@
+"""The instructor's course folder: where nbgrader's source, release and gradebook live."""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+
+import nbformat
+
+DEFAULT_DB = "sqlite:///gradebook.db"
+
+
+class CourseError(RuntimeError):
+    """The course folder is not set up for this step; the message says what to run."""
+
+
+class Course:
+    """A course folder with ``nbgrader_config.py``, ``solutions/`` (source) and ``lessons/`` (release)."""
+
+    def __init__(self, root: Path | str, db_url: str | None = None) -> None:
+        self.root = Path(root).resolve()
+        if not (self.root / "nbgrader_config.py").is_file():
+            raise CourseError(f"{self.root} has no nbgrader_config.py: run from the course folder or pass --course")
+        self.db_url = db_url or read_db_url(self.root) or DEFAULT_DB
+        self.state = self.root / "grading"  # collection records, results, grades.csv, report.md
+
+    @functools.cached_property
+    def assignments(self) -> list[str]:
+        """Lessons with a source notebook, in course order."""
+        found = sorted(p.parent.name for p in (self.root / "solutions").glob("*/*.ipynb") if p.stem == p.parent.name)
+        if not found:
+            raise CourseError(f"no lessons in {self.root / 'solutions'}")
+        return found
+
+    def source_path(self, assignment: str) -> Path:
+        return self.root / "solutions" / assignment / f"{assignment}.ipynb"
+
+    @functools.cache
+    def release(self, assignment: str) -> nbformat.NotebookNode:
+        """The student version of a lesson (``lessons/``)."""
+        path = self.root / "lessons" / assignment / f"{assignment}.ipynb"
+        if not path.is_file():
+            raise CourseError(f"{path} is missing: run `python -m aecourse grade release` first")
+        return nbformat.read(path, as_version=4)
+
+    @functools.cache
+    def grade_ids(self, assignment: str) -> frozenset[str]:
+        return frozenset(c.metadata["nbgrader"]["grade_id"] for c in self.release(assignment).cells
+                         if c.metadata.get("nbgrader", {}).get("grade_id"))
+
+    @functools.cache
+    def release_texts(self, assignment: str) -> frozenset[str]:
+        """The release's markdown cells: students rarely edit them, so they identify a lesson."""
+        return frozenset(c.source.strip() for c in self.release(assignment).cells
+                         if c.cell_type == "markdown" and len(c.source.strip()) > 40)
+
+    def pick(self, names: list[str] | None) -> list[str]:
+        """The lessons named (all by default); an unknown name is an error that lists the known ones."""
+        for name in names or []:
+            if name not in self.assignments:
+                raise CourseError(f"no lesson {name!r}; the lessons are: {', '.join(self.assignments)}")
+        return list(names) if names else self.assignments
+
+
+def read_db_url(root: Path) -> str | None:
+    """The gradebook URL set in ``nbgrader_config.py``, if any."""
+    match = re.search(r"""^c\.CourseDirectory\.db_url\s*=\s*["']([^"']+)["']""",
+                      (root / "nbgrader_config.py").read_text(), flags=re.M)
+    return match.group(1) if match else None

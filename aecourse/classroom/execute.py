@@ -1,0 +1,103 @@
+"""nbgrader's ``Execute`` step, run in the sandbox, with time limits that cost a student one cell, not all.
+
+When a cell runs past its time limit, or the kernel dies in it (``os._exit``, a crash, a killed
+process), the kernel is stopped, that cell gets an error output that says why, and the notebook
+runs again from the top in a fresh kernel with that cell skipped, so the exercises after it still
+earn their points. At most ``MAX_SKIPS`` cells are skipped and the whole notebook, reruns included,
+gets ``Limits.notebook_seconds``; past that the remaining cells are marked as not run.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbformat.notebooknode import NotebookNode
+from nbgrader.preprocessors import Execute
+
+from .sandbox import SANDBOX_ENV, SandboxedKernelManager, SandboxSpec
+
+MAX_SKIPS = 3
+STOPPED = "GradingStopped"  # the ename of the outputs this step writes
+
+
+class _Stop(Exception):
+    def __init__(self, index: int, reason: str) -> None:
+        super().__init__(reason)
+        self.index, self.reason = index, reason
+
+
+def stopped_output(message: str) -> NotebookNode:
+    """An error output that nbgrader scores as a failure and a student can read."""
+    return NotebookNode(output_type="error", ename=STOPPED, evalue=message, traceback=[f"{STOPPED}: {message}"])
+
+
+class SandboxedExecute(Execute):
+    """Execute a submission in the sandbox; a runaway or fatal cell is skipped and the rest still runs."""
+
+    def __init__(self, **kwargs):
+        kwargs["kernel_manager_class"] = SandboxedKernelManager
+        super().__init__(**kwargs)
+        self.spec = SandboxSpec.from_json(os.environ.get(SANDBOX_ENV) or SandboxSpec().to_json())
+        self.interrupt_on_timeout = False  # a loop may ignore SIGINT: stop the kernel instead
+        self.shutdown_kernel = "immediate"
+        self.extra_arguments = ["--HistoryManager.hist_file=:memory:"]
+
+    def preprocess(self, nb, resources=None, km=None):
+        original, limits = copy.deepcopy(nb), self.spec.limits
+        self._skipped: dict[int, str] = {}
+        self._deadline = time.monotonic() + limits.notebook_seconds
+        while True:
+            work = copy.deepcopy(original)
+            try:
+                return super().preprocess(work, resources, km)
+            except _Stop as stop:
+                self._skipped[stop.index] = stop.reason
+                self.log.warning("cell %d: %s", stop.index, stop.reason)
+                if len(self._skipped) > MAX_SKIPS or time.monotonic() >= self._deadline:
+                    return self._give_up(work, stop), resources
+
+    def _give_up(self, nb: NotebookNode, stop: _Stop) -> NotebookNode:
+        for index, cell in enumerate(nb.cells):
+            if cell.cell_type != "code":
+                continue
+            if index == stop.index:
+                cell.outputs.append(stopped_output(stop.reason))
+            elif index > stop.index:
+                cell.outputs = [stopped_output(f"not run: grading stopped at cell {stop.index} "
+                                               f"({len(self._skipped)} cells stopped, limit {MAX_SKIPS}, "
+                                               "or the notebook's time ran out)")]
+        return nb
+
+    def preprocess_cell(self, cell, resources, index):
+        if index in self._skipped:
+            cell.outputs = [stopped_output(f"skipped: {self._skipped[index]}")]
+            return cell, resources
+        if cell.cell_type != "code":
+            return cell, resources
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 1:
+            raise _Stop(index, f"the notebook ran out of its {self.spec.limits.notebook_seconds} s")
+        self.timeout = int(min(self.spec.limits.cell_seconds, remaining))
+        try:
+            return super().preprocess_cell(cell, resources, index)
+        except CellTimeoutError:
+            raise _Stop(index, f"this cell ran longer than {self.timeout} s and was stopped") from None
+        except DeadKernelError:
+            raise _Stop(index, f"the kernel died while running this cell{self._death_reason()}") from None
+
+    def _death_reason(self) -> str:
+        km = self.km
+        log = getattr(km, "workdir", None)
+        code = None
+        try:
+            code = km.provisioner.process.poll() if km and km.provisioner and km.provisioner.process else None
+        except Exception:  # a provisioner without a process: nothing more to say
+            pass
+        if code is not None and code < 0:
+            return f" (killed by signal {-code}: out of memory or out of processes?)"
+        if code is not None:
+            return f" (exit status {code}: os._exit or a crash)"
+        return "" if log is None else " (it may have run out of memory)"
