@@ -1,5 +1,6 @@
 import pytest
 import torch
+from torch import nn
 
 from aecourse import models
 from aecourse.models import ConditionalVAE, ConvAE, ConvVAE, DenseAE, build_model, reparameterize

@@ -56,7 +56,9 @@ def student_id(name: str) -> str:
 def _read(origin: str, name: str, modified: float, data: bytes) -> Candidate:
     cand = Candidate(origin, name, modified)
     try:
-        cand.notebook = nbformat.reads(data.decode("utf-8-sig"), as_version=4)
+        text = data.decode("utf-8-sig")
+        json.loads(text)  # a precise message for a damaged file (nbformat's would not say where)
+        cand.notebook = nbformat.reads(text, as_version=4)
     except UnicodeDecodeError:
         cand.error = "not a text file"
     except json.JSONDecodeError as err:
@@ -202,7 +204,10 @@ def repair(nb: nbformat.NotebookNode, release: nbformat.NotebookNode, notes: lis
             for c in same:
                 if c is not edited[-1]:
                     c.metadata.pop("nbgrader", None)
-            notes.append(f"cell {gid} appears {len(same)} times; graded the last edited copy")
+            stubs = [c for c in same if _is_stub(c, want) and c is not edited[-1]]
+            cells[:] = [c for c in cells if not any(c is s for s in stubs)]  # an untouched copy would undo the answer
+            notes.append(f"cell {gid} appears {len(same)} times; graded the last edited copy"
+                         + (f" and dropped {len(stubs)} untouched cop{'y' if len(stubs) == 1 else 'ies'}" if stubs else ""))
             continue
         if same:
             continue

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import os
 import re
+import sys
 from pathlib import Path
 
 import nbformat
@@ -24,6 +26,9 @@ class Course:
             raise CourseError(f"{self.root} has no nbgrader_config.py: run from the course folder or pass --course")
         self.db_url = db_url or read_db_url(self.root) or DEFAULT_DB
         self.state = self.root / "grading"  # collection records, results, grades.csv, report.md
+        tools = str(Path(sys.executable).parent)  # nbgrader's gradebook runs `alembic` from PATH
+        if tools not in os.environ.get("PATH", "").split(os.pathsep):
+            os.environ["PATH"] = os.pathsep.join([tools, os.environ.get("PATH", "")])
 
     @functools.cached_property
     def assignments(self) -> list[str]:

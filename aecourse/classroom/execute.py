@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import os
+import secrets
 import time
 
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
@@ -81,12 +82,43 @@ class SandboxedExecute(Execute):
         if remaining <= 1:
             raise _Stop(index, f"the notebook ran out of its {self.spec.limits.notebook_seconds} s")
         self.timeout = int(min(self.spec.limits.cell_seconds, remaining))
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("grade") and not meta.get("solution"):
+            return self._run_sealed(cell, resources, index)
         try:
             return super().preprocess_cell(cell, resources, index)
         except CellTimeoutError:
             raise _Stop(index, f"this cell ran longer than {self.timeout} s and was stopped") from None
         except DeadKernelError:
             raise _Stop(index, f"the kernel died while running this cell{self._death_reason()}") from None
+
+    def _run_sealed(self, cell, resources, index):
+        """Run a test cell with a last line that prints a secret token only if the cell really ran with
+        the course's checks (see ``aecourse.grading.seal``); no token, no points."""
+        token, source = f"aecourse-seal-{secrets.token_hex(8)}", cell.source
+        cell.source = f"{source}\nimport aecourse.grading as _aecourse_grading\nprint(_aecourse_grading.seal({token!r}))"
+        try:
+            try:
+                cell, resources = super().preprocess_cell(cell, resources, index)
+            except CellTimeoutError:
+                raise _Stop(index, f"this cell ran longer than {self.timeout} s and was stopped") from None
+            except DeadKernelError:
+                raise _Stop(index, f"the kernel died while running this cell{self._death_reason()}") from None
+        finally:
+            cell.source = source
+        printed = "".join(o.get("text", "") for o in cell.outputs if o.get("name") == "stdout")
+        for out in cell.outputs:
+            if out.get("name") == "stdout":
+                out["text"] = "\n".join(line for line in out["text"].split("\n") if "aecourse-seal-" not in line
+                                        and not line.startswith("tampered: "))
+        cell.outputs = [o for o in cell.outputs if o.get("output_type") != "stream" or o.get("text")]
+        failed = any(o.get("output_type") == "error" for o in cell.outputs)
+        if not failed and token not in printed:
+            why = next((line for line in printed.splitlines() if line.startswith("tampered: ")),
+                       "the test code did not run as written")
+            cell.outputs.append(stopped_output(f"this test cannot be trusted ({why}): the notebook changed how "
+                                               "cells run or patched the test helpers. No points; flagged for review."))
+        return cell, resources
 
     def _death_reason(self) -> str:
         km = self.km

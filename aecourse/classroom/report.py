@@ -27,7 +27,7 @@ class HideHiddenTests(NbGraderPreprocessor):
     def preprocess_cell(self, cell, resources, index):
         meta = cell.metadata.get("nbgrader", {})
         if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
-            ClearHiddenTests(parent=self)._remove_hidden_test_region(cell)
+            ClearHiddenTests()._remove_hidden_test_region(cell)
             for out in cell.get("outputs", []):
                 if out.get("output_type") == "error":  # a traceback would quote the hidden line that failed
                     out["traceback"] = [f"{out['ename']}: {out['evalue']}"]
@@ -89,7 +89,7 @@ def status_rows(course: Course) -> list[dict]:
                         row["score"], row["max_score"] = sub.score, sub.max_score
                     except MissingEntry:
                         pass
-                if row["flags"]:
+                if row["flags"] or any("cannot be trusted" in n for n in row["notes"]):
                     row["status"] += ", flagged for review"
                 rows.append(row)
     for col in collected.values():

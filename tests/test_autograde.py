@@ -1,0 +1,282 @@
+"""Real nbgrader runs on a generated class: fair grades, and no way to cheat or break the grader.
+
+One class of lesson 1 (8 points: reconstruction_error 2, dense_autoencoder 3, train_step 3) is
+collected from an inbox, autograded in the bubblewrap sandbox (two workers and PostgreSQL where
+PostgreSQL is installed, else one worker and SQLite), given feedback, exported and reported. Each
+case asserts its outcome and prints a row of the table at the end.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+from test_exercise_mistakes import CATALOGUE, DELEGATIONS
+
+from aecourse.classroom import autograde as ag
+from aecourse.classroom import fixtures, pgserver, report
+from aecourse.classroom.collect import collect
+from aecourse.classroom.sandbox import Limits, SandboxError, SandboxSpec, check_sandbox
+
+LESSON = "01_autoencoders"
+POINTS = {"reconstruction_error": 2, "dense_autoencoder": 3, "train_step": 3}
+LIMITS = Limits(cell_seconds=20, notebook_seconds=300, memory_gib=6.0, processes=64)
+
+try:
+    check_sandbox(SandboxSpec(LIMITS))
+    SANDBOX_PROBLEM = ""
+except SandboxError as err:
+    SANDBOX_PROBLEM = str(err)
+pytestmark = pytest.mark.skipif(bool(SANDBOX_PROBLEM), reason=f"no sandbox here: {SANDBOX_PROBLEM}")
+
+
+def _mistake(exercise: str, k: int) -> str | None:
+    entries = [e for e in CATALOGUE[(LESSON, exercise)] if e[0] != "delegates to the course's reference"]
+    return __import__("textwrap").dedent(entries[k][1]).strip() if k < len(entries) else None
+
+
+def _spec(course) -> SandboxSpec:
+    from aecourse import _paths
+    mnist = _paths.sibling_mnist_dir()
+    readonly, env = ((str(mnist),), (("AECOURSE_MNIST_DIR", str(mnist)),)) if mnist else ((), ())
+    return SandboxSpec(LIMITS, readonly, env, cache=str(course.state / "cache"))
+
+
+def build_inbox(course, inbox: Path) -> dict[str, tuple[str, object]]:
+    """Write every case's submission; return case -> (what is asserted, expected score or status)."""
+    good = fixtures.solution_answers(course, LESSON)
+    cases: dict[str, tuple[str, object]] = {}
+
+    def hand_in(student: str, nb, name: str = f"{LESSON}.ipynb", what: str = "", expect: object = 8.0) -> None:
+        path = inbox / student / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, path)
+        cases[student] = (what, expect)
+
+    def with_cell(answers: dict, source: str, at: int = 3):
+        nb = fixtures.fill(course, LESSON, answers)
+        nb.cells.insert(at, fixtures.code_cell(source))
+        return nb
+
+    hand_in("canary", fixtures.fill(course, LESSON, good), what="the instructor's solution: full marks")
+    hand_in("blank", fixtures.fill(course, LESSON, {}), what="the blank release: zero", expect=0.0)
+    for k in range(6):
+        answers = dict(good)
+        lost = 0
+        for exercise, points in POINTS.items():
+            if (wrong := _mistake(exercise, k)) is not None:
+                answers[exercise], lost = wrong, lost + points
+        hand_in(f"mistakes{k}", fixtures.fill(course, LESSON, answers),
+                what=f"catalogued mistakes no. {k} of each exercise lose their points", expect=8.0 - lost)
+    wrong = dict(good, reconstruction_error=_mistake("reconstruction_error", 0))
+    nb = fixtures.fill(course, LESSON, wrong)
+    next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "test-reconstruction_error").source = "pass"
+    hand_in("edited_test", nb, what="a wrong answer whose test cell was replaced by `pass`", expect=6.0)
+    nb = fixtures.fill(course, LESSON, wrong)
+    nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "test-reconstruction_error"]
+    hand_in("deleted_test", nb, what="a wrong answer whose test cell was deleted", expect=6.0)
+    nb = fixtures.fill(course, LESSON, good)
+    answer = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == "reconstruction_error")
+    copy_of_stub = nbformat.from_dict(course.release(LESSON).cells[answer])
+    copy_of_stub.id = "duplicate-answer"
+    nb.cells.insert(answer + 1, copy_of_stub)
+    hand_in("duplicated", nb, what="an answer cell duplicated (an untouched copy after it)")
+    nb = fixtures.fill(course, LESSON, good)
+    for cell in nb.cells:
+        cell.metadata = {}
+    hand_in("stripped", nb, what="all nbgrader metadata stripped")
+    hand_in("loop", with_cell(good, "while True:\n    pass"), what="an infinite loop in an extra cell")
+    hand_in("loop_sigint", fixtures.fill(course, LESSON, dict(good, reconstruction_error=(
+        "import signal\ndef reconstruction_error(x_hat, x):\n    signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "    while True:\n        pass"))), what="an answer that loops forever and ignores SIGINT", expect=6.0)
+    hand_in("os_exit", with_cell(good, "import os\nos._exit(3)"), what="os._exit kills the kernel in an extra cell")
+    hand_in("memory", with_cell(good, "hog = bytearray(64 * 2**30)"), what="a 64 GiB allocation")
+    hand_in("processes", with_cell(good, "import subprocess\nkids = [subprocess.Popen(['sleep', '30']) for _ in range(200)]"),
+            what="200 processes (limit 64)")
+    (inbox / "malformed").mkdir()
+    (inbox / "malformed" / f"{LESSON}.ipynb").write_text('{"cells": [{"cell_type": "code", "source": "x = 1"')
+    cases["malformed"] = ("malformed JSON", "unreadable")
+    hand_in("renamed", fixtures.fill(course, LESSON, good), name=f"week 1/Copy of {LESSON} (1).ipynb",
+            what="a renamed file in a nested folder")
+    zipped = inbox / "zipped.zip"
+    with zipfile.ZipFile(zipped, "w") as archive:
+        archive.writestr("stuff/homework.ipynb", nbformat.writes(fixtures.fill(course, LESSON, good)))
+        archive.writestr("__MACOSX/stuff/._homework.ipynb", "junk")
+    cases["zipped"] = ("a zip holding `homework.ipynb` (recognised by its content)", 8.0)
+    (inbox / "empty").mkdir()
+    cases["empty"] = ("an empty folder", "missing")
+    hand_in("transformer", with_cell({}, "get_ipython().input_transformers_cleanup.append(lambda lines: [])"),
+            what="an input transformer that empties every later cell", expect=0.0)
+    all_wrong = {e: _mistake(e, 0) for e in POINTS}
+    hand_in("monkeypatch", with_cell(all_wrong, "from aecourse import grading\ngrading.check = lambda *a, **k: None\n"
+                                     "grading.check_close = lambda *a, **k: None"), what="wrong answers with the test helpers patched", expect=0.0)
+    hand_in("gradebook", with_cell(good, "import sqlite3\ntry:\n    sqlite3.connect(%r).execute('update grade set auto_score=99')\n"
+                                   "except Exception as err:\n    print('blocked:', type(err).__name__)" % str(course.root / "gradebook.db")),
+            what="tries to write the gradebook")
+    hand_in("shadow", fixtures.fill(course, LESSON, good), what="`aecourse.py` and `torch/` beside the notebook")
+    hand_in("delegation", fixtures.fill(course, LESSON, dict(good, **{
+        e: __import__("textwrap").dedent(DELEGATIONS[(LESSON, e)]).strip() for e in ("reconstruction_error", "dense_autoencoder")})),
+        what="answers that delegate to the course's reference", expect=3.0)
+    hand_in("warning", fixtures.fill(course, LESSON, dict(good, reconstruction_error=(
+        "import warnings\ndef reconstruction_error(x_hat, x):\n    warnings.warn('a harmless warning', UserWarning)\n"
+        "    return ((x_hat - x) ** 2).flatten(1).sum(dim=1)"))), what="a correct answer that warns on stderr")
+    return cases
+
+
+@pytest.fixture(scope="module")
+def graded_class(tmp_path_factory):
+    """The whole workflow on the generated class; returns (course, cases, status rows by student)."""
+    tmp = tmp_path_factory.mktemp("class")
+    course = fixtures.make_course(tmp / "course")
+    workers, server = 1, None
+    try:
+        pgserver.bindir()
+        server = tmp / "postgres"
+        course.db_url, workers = pgserver.start(server), 2
+    except pgserver.PostgresError:
+        pass
+    from aecourse.classroom.cli import release
+    release(course, [LESSON])
+    cases = build_inbox(course, tmp / "inbox")
+    rows = collect(tmp / "inbox", course)
+    report.save_rows(course, "collected", rows)
+    shadow = course.root / "submitted" / "shadow" / LESSON
+    (shadow / "aecourse.py").write_text("raise SystemExit('the shadow aecourse was imported')\n")
+    (shadow / "torch").mkdir()
+    (shadow / "torch" / "__init__.py").write_text("raise SystemExit('the shadow torch was imported')\n")
+    work = [(r.student, r.assignment) for r in rows if r.status == "collected" and r.assignment == LESSON]
+    graded = ag.autograde(course, work, _spec(course), workers=workers, log=lambda *a: None)
+    report.save_rows(course, "graded", graded)
+    report.feedback(course, sorted({s for s, _ in work}), [LESSON])
+    report.export_csv(course)
+    report.write_report(course)
+    by_student = {r["student"]: r for r in report.status_rows(course) if r["assignment"] == LESSON}
+    yield course, cases, by_student, workers
+    if server:
+        pgserver.stop(server)
+
+
+def _notes(row) -> str:
+    return " | ".join(row["notes"] + row["flags"])
+
+
+def test_every_case_gets_its_expected_outcome(graded_class, capsys):
+    course, cases, rows, workers = graded_class
+    table, wrong = [], []
+    for student, (what, expect) in cases.items():
+        row = rows[student]
+        got = row["score"] if isinstance(expect, float) else row["status"]
+        ok = got == expect if isinstance(expect, float) else row["status"].startswith(expect)
+        table.append(f"| {student} | {what} | {expect} | {got} | {'ok' if ok else 'WRONG'} | {_notes(row)[:90]} |")
+        if not ok:
+            wrong.append(f"{student}: expected {expect}, got {got} ({_notes(row)})")
+    with capsys.disabled():
+        print(f"\n\nAutograding lesson 1 ({workers} worker(s), {course.db_url.split(':')[0]} gradebook)\n"
+              "| case | what | expected | got | | notes |\n|---|---|---|---|---|---|\n" + "\n".join(table))
+    assert not wrong, "\n".join(wrong)
+
+
+def test_each_outcome_says_why(graded_class):
+    _, cases, rows, _ = graded_class
+    assert "appears 2 times" in _notes(rows["duplicated"])
+    assert "restored" in _notes(rows["stripped"])
+    assert "ran longer than" in _notes(rows["loop"]) and "ran longer than" in _notes(rows["loop_sigint"])
+    assert "kernel died" in _notes(rows["os_exit"])
+    assert "not valid JSON" in _notes(rows["malformed"])
+    assert "test-reconstruction_error: 0/2" in _notes(rows["deleted_test"])
+    assert "cannot be trusted" in _notes(rows["transformer"]) and "flagged" in rows["transformer"]["status"]
+    assert "tampered: check" in _notes(rows["monkeypatch"]) and "flagged" in rows["monkeypatch"]["status"]
+    assert "get_ipython" in _notes(rows["transformer"]) and "monkeypatching" in _notes(rows["monkeypatch"])
+    assert "sqlite3" in _notes(rows["gradebook"])
+    for student, row in rows.items():  # no silent zero: a score with notes, or a status that says why
+        assert row["status"] != "graded" or row["score"] == 8.0 or row["notes"], student
+
+
+def test_sandbox_blocked_what_it_must(graded_class):
+    course, *_ = graded_class
+    outputs = {}
+    for student in ("gradebook", "memory", "processes"):
+        nb = nbformat.read(course.root / "autograded" / student / LESSON / f"{LESSON}.ipynb", as_version=4)
+        outputs[student] = json.dumps([c.get("outputs", []) for c in nb.cells])
+    assert "blocked: OperationalError" in outputs["gradebook"]
+    assert "MemoryError" in outputs["memory"]
+    assert "Resource temporarily unavailable" in outputs["processes"] or "BlockingIOError" in outputs["processes"]
+
+
+def test_grades_in_the_gradebook_and_csv_match(graded_class):
+    course, cases, rows, _ = graded_class
+    with open(course.state / "grades.csv") as handle:
+        csv_rows = {r["student_id"]: r for r in csv.DictReader(handle)}
+    assert ag.CANARY not in csv_rows and set(csv_rows) == set(cases)
+    for student, (_, expect) in cases.items():
+        if isinstance(expect, float):
+            assert float(csv_rows[student][LESSON]) == expect == rows[student]["score"], student
+        else:
+            assert csv_rows[student]["needs_attention"], student
+
+
+def test_feedback_has_no_hidden_tests(graded_class):
+    course, *_ = graded_class
+    page = (course.root / "feedback" / "mistakes0" / LESSON / f"{LESSON}.html").read_text()
+    hidden = "generator=g), torch.rand(5, 1, 28, 28"  # a line of a hidden test
+    source = course.source_path(LESSON).read_text()
+    assert hidden.split(",")[0] in source and "BEGIN HIDDEN TESTS" in source
+    assert "BEGIN HIDDEN TESTS" not in page and "reconstruction_error on random images" not in page
+    assert "averaged over the pixels" in page  # the visible test's feedback is there
+
+
+def test_a_missing_dependency_stops_grading_before_anyone_gets_zero(tmp_path):
+    course = fixtures.make_course(tmp_path / "course")
+    from aecourse.classroom.cli import release
+    release(course, [LESSON])
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(
+        "import sys\nclass Block:\n    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'matplotlib':\n"
+        "            raise ModuleNotFoundError(\"No module named 'matplotlib'\")\n"
+        "sys.meta_path.insert(0, Block())\n")
+    spec = _spec(course)
+    spec = SandboxSpec(spec.limits, spec.readonly + (str(blocker),), spec.env + (("PYTHONPATH", str(blocker)),),
+                       cache=spec.cache)
+    inbox = tmp_path / "inbox"
+    (inbox / "alice").mkdir(parents=True)
+    nbformat.write(fixtures.fill(course, LESSON, fixtures.solution_answers(course, LESSON)), inbox / "alice" / "a.ipynb")
+    collect(inbox, course)
+    with pytest.raises(ag.GradingError, match="matplotlib") as failure:
+        ag.autograde(course, [("alice", LESSON)], spec, log=lambda *a: None)
+    assert "Fix the environment" in str(failure.value)
+    assert not (course.root / "autograded" / "alice").exists()  # nobody graded, so nobody got zero
+
+
+@pytest.mark.skipif(shutil.which("runuser") is None, reason="needs runuser")
+def test_parallel_grading_gives_the_serial_grades(tmp_path):
+    try:
+        pgserver.bindir()
+    except pgserver.PostgresError as err:
+        pytest.skip(str(err))
+    grades = {}
+    for mode in ("serial", "parallel"):
+        course = fixtures.make_course(tmp_path / mode)
+        if mode == "parallel":
+            course.db_url = pgserver.start(tmp_path / "postgres")
+        from aecourse.classroom.cli import release
+        release(course, [LESSON])
+        good = fixtures.solution_answers(course, LESSON)
+        inbox = tmp_path / f"inbox-{mode}"
+        for k in range(4):
+            (inbox / f"s{k}").mkdir(parents=True)
+            answers = dict(good, **({"reconstruction_error": _mistake("reconstruction_error", k)} if k % 2 else {}))
+            nbformat.write(fixtures.fill(course, LESSON, answers if k < 3 else {}), inbox / f"s{k}" / "n.ipynb")
+        work = [(r.student, r.assignment) for r in collect(inbox, course) if r.status == "collected"]
+        rows = ag.autograde(course, work, _spec(course), workers=2 if mode == "parallel" else 1, log=lambda *a: None)
+        grades[mode] = {(r.student, r.assignment): (r.score, tuple(sorted(n for n in r.notes if ":" in n))) for r in rows}
+        if mode == "parallel":
+            pgserver.stop(tmp_path / "postgres")
+    assert grades["serial"] == grades["parallel"]
+    assert [grades["serial"][(f"s{k}", LESSON)][0] for k in range(4)] == [8.0, 6.0, 8.0, 0.0]
