@@ -1,6 +1,10 @@
 """nbgrader settings for the course: instructors edit solutions/, students get lessons/.
 
     nbgrader generate_assignment 01_autoencoders --force   # solutions/ -> lessons/
+    python3 -m aecourse grade --help                       # collect, autograde (sandboxed), report
+
+The grading command adds its own settings on top of these (aecourse/classroom/autograde.py):
+the sandboxed Execute step, warnings on stderr ignored, deleted test cells put back.
 """
 
 c = get_config()  # noqa: F821 (provided by nbgrader)

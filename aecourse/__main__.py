@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("lab", help=cmd_lab.__doc__).set_defaults(func=cmd_lab)
     sub.add_parser("test", help=cmd_test.__doc__).set_defaults(func=cmd_test)
     bench_parser = sub.add_parser("bench", help=cmd_bench.__doc__)
-    bench_parser.add_argument("name", choices=["quality", "speed", "tsne", "widgets", "course"], help="which benchmark")
+    bench_parser.add_argument("name", choices=["quality", "speed", "tsne", "widgets", "course", "grading"], help="which benchmark")
     bench_parser.set_defaults(func=cmd_bench)
     sub.add_parser("grade", help=cmd_grade.__doc__, add_help=False).set_defaults(func=cmd_grade)
     sub.add_parser("links", help=cmd_links.__doc__).set_defaults(func=cmd_links)

@@ -118,6 +118,7 @@ BENCHMARKS = {
     "tsne": "t-SNE of 10,000 codes, the course's method vs scikit-learn (time and trustworthiness)",
     "widgets": "milliseconds per slider move for every latent-space explorer",
     "course": "every lesson in fast mode and one in full mode: time and peak memory",
+    "grading": "autograde 20 generated full-course submissions, serially and with 2 workers",
 }
 
 
@@ -129,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3, help="runs per figure (speed, tsne); the median is shown")
     parser.add_argument("--lesson", default="04_variational_autoencoders", help="the lesson run in full mode (course)")
+    parser.add_argument("--students", type=int, default=20, help="generated submissions (grading)")
     args = parser.parse_args(argv)
     from aecourse import speed
 
@@ -142,4 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         speed.widget_latency(moves=10 if args.fast else 60, seed=args.seed)
     elif args.name == "course":
         speed.course(full_lesson=args.lesson)
+    elif args.name == "grading":
+        from aecourse.classroom import benchmark
+
+        benchmark.main(students=args.students, fast=args.fast)
     return 0

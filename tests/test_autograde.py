@@ -25,7 +25,7 @@ from aecourse.classroom.sandbox import Limits, SandboxError, SandboxSpec, check_
 
 LESSON = "01_autoencoders"
 POINTS = {"reconstruction_error": 2, "dense_autoencoder": 3, "train_step": 3}
-LIMITS = Limits(cell_seconds=20, notebook_seconds=300, memory_gib=6.0, processes=64)
+LIMITS = Limits(cell_seconds=30, notebook_seconds=300, memory_gib=6.0, processes=64)
 
 try:
     check_sandbox(SandboxSpec(LIMITS))
@@ -96,6 +96,8 @@ def build_inbox(course, inbox: Path) -> dict[str, tuple[str, object]]:
         "    while True:\n        pass"))), what="an answer that loops forever and ignores SIGINT", expect=6.0)
     hand_in("os_exit", with_cell(good, "import os\nos._exit(3)"), what="os._exit kills the kernel in an extra cell")
     hand_in("memory", with_cell(good, "hog = bytearray(64 * 2**30)"), what="a 64 GiB allocation")
+    hand_in("oom_kill", with_cell(good, "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"),
+            what="a kernel killed like the OOM killer does (SIGKILL)")
     hand_in("processes", with_cell(good, "import subprocess\nkids = [subprocess.Popen(['sleep', '30']) for _ in range(200)]"),
             what="200 processes (limit 64)")
     (inbox / "malformed").mkdir()
@@ -132,6 +134,7 @@ def build_inbox(course, inbox: Path) -> dict[str, tuple[str, object]]:
 def graded_class(tmp_path_factory):
     """The whole workflow on the generated class; returns (course, cases, status rows by student)."""
     tmp = tmp_path_factory.mktemp("class")
+    before = _sandbox_leftovers()
     course = fixtures.make_course(tmp / "course")
     workers, server = 1, None
     try:
@@ -156,9 +159,20 @@ def graded_class(tmp_path_factory):
     report.export_csv(course)
     report.write_report(course)
     by_student = {r["student"]: r for r in report.status_rows(course) if r["assignment"] == LESSON}
-    yield course, cases, by_student, workers
+    yield course, cases, by_student, workers, _sandbox_leftovers() - before
     if server:
         pgserver.stop(server)
+
+
+def _sandbox_leftovers() -> set[str]:
+    import tempfile
+    folders = {str(p) for p in Path(tempfile.gettempdir()).glob("aecourse-kernel-*")}
+    cgroups = [*Path("/sys/fs/cgroup").glob("aecourse-*"), *Path("/sys/fs/cgroup").glob("*/aecourse-*")]
+    return folders | {str(p) for p in cgroups}
+
+
+def test_no_kernel_folder_or_cgroup_is_left_behind(graded_class):
+    assert graded_class[4] == set()
 
 
 def _notes(row) -> str:
@@ -166,7 +180,7 @@ def _notes(row) -> str:
 
 
 def test_every_case_gets_its_expected_outcome(graded_class, capsys):
-    course, cases, rows, workers = graded_class
+    course, cases, rows, workers, _ = graded_class
     table, wrong = [], []
     for student, (what, expect) in cases.items():
         row = rows[student]
@@ -182,11 +196,12 @@ def test_every_case_gets_its_expected_outcome(graded_class, capsys):
 
 
 def test_each_outcome_says_why(graded_class):
-    _, cases, rows, _ = graded_class
+    _, cases, rows, *_ = graded_class
     assert "appears 2 times" in _notes(rows["duplicated"])
     assert "restored" in _notes(rows["stripped"])
     assert "ran longer than" in _notes(rows["loop"]) and "ran longer than" in _notes(rows["loop_sigint"])
-    assert "kernel died" in _notes(rows["os_exit"])
+    assert "kernel died" in _notes(rows["os_exit"]) and "exit status 3" in _notes(rows["os_exit"])
+    assert "killed by signal 9" in _notes(rows["oom_kill"])
     assert "not valid JSON" in _notes(rows["malformed"])
     assert "test-reconstruction_error: 0/2" in _notes(rows["deleted_test"])
     assert "cannot be trusted" in _notes(rows["transformer"]) and "flagged" in rows["transformer"]["status"]
@@ -209,7 +224,7 @@ def test_sandbox_blocked_what_it_must(graded_class):
 
 
 def test_grades_in_the_gradebook_and_csv_match(graded_class):
-    course, cases, rows, _ = graded_class
+    course, cases, rows, *_ = graded_class
     with open(course.state / "grades.csv") as handle:
         csv_rows = {r["student_id"]: r for r in csv.DictReader(handle)}
     assert ag.CANARY not in csv_rows and set(csv_rows) == set(cases)

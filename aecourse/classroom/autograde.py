@@ -138,8 +138,8 @@ def plant_canary(course: Course, assignment: str) -> None:
 
 
 def autograde(course: Course, work: list[tuple[str, str]], spec: SandboxSpec, workers: int = 1,
-              canary: bool = True, log=print) -> list[Graded]:
-    """Grade ``(student, assignment)`` pairs; the solution of each lesson first. One row per pair."""
+              canary: bool = True, lessons: list[str] | None = None, log=print) -> list[Graded]:
+    """Grade ``(student, assignment)`` pairs; the solution of each lesson (and of ``lessons``) first."""
     if workers > 1 and course.db_url.startswith("sqlite"):
         raise GradingError(f"{workers} workers need a gradebook that takes concurrent writers, and SQLite "
                            f"({course.db_url}) does not: pass --db postgresql://... (see the README), or use "
@@ -148,7 +148,7 @@ def autograde(course: Course, work: list[tuple[str, str]], spec: SandboxSpec, wo
     cache = Path(spec.cache) if spec.cache else None
     if cache:
         cache.mkdir(parents=True, exist_ok=True)
-    assignments = sorted({a for _, a in work})
+    assignments = sorted(set(lessons or []) | {a for _, a in work})
     if canary:
         warm = SandboxSpec(**{**spec.__dict__, "warm_cache": True})
         for assignment in assignments:

@@ -73,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
             counts = {s: sum(r.status == s for r in rows) for s in sorted({r.status for r in rows})}
             print(f"collected from {args.inbox}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
         elif step == "autograde":
+            if not (course.state / "collected.json").is_file():
+                raise CourseError("nothing collected yet: run `python -m aecourse grade collect INBOX` first")
             work = [(r.student, r.assignment) for r in report.load_rows(course, "collected", Collected)
                     if r.status == "collected" and r.assignment in lessons
                     and (not args.student or r.student in args.student)]

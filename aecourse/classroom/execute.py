@@ -50,15 +50,25 @@ class SandboxedExecute(Execute):
         original, limits = copy.deepcopy(nb), self.spec.limits
         self._skipped: dict[int, str] = {}
         self._deadline = time.monotonic() + limits.notebook_seconds
-        while True:
-            work = copy.deepcopy(original)
-            try:
-                return super().preprocess(work, resources, km)
-            except _Stop as stop:
-                self._skipped[stop.index] = stop.reason
-                self.log.warning("cell %d: %s", stop.index, stop.reason)
-                if len(self._skipped) > MAX_SKIPS or time.monotonic() >= self._deadline:
-                    return self._give_up(work, stop), resources
+        self._managers: list[SandboxedKernelManager] = []
+        try:
+            while True:
+                work = copy.deepcopy(original)
+                try:
+                    return super().preprocess(work, resources, km)
+                except _Stop as stop:
+                    self._skipped[stop.index] = stop.reason
+                    self.log.warning("cell %d: %s", stop.index, stop.reason)
+                    if len(self._skipped) > MAX_SKIPS or time.monotonic() >= self._deadline:
+                        return self._give_up(work, stop), resources
+        finally:
+            for manager in self._managers:  # whatever path the kernel ended by
+                manager.remove()
+
+    def create_kernel_manager(self):
+        manager = super().create_kernel_manager()
+        self._managers.append(manager)
+        return manager
 
     def _give_up(self, nb: NotebookNode, stop: _Stop) -> NotebookNode:
         for index, cell in enumerate(nb.cells):
@@ -128,8 +138,9 @@ class SandboxedExecute(Execute):
             code = km.provisioner.process.poll() if km and km.provisioner and km.provisioner.process else None
         except Exception:  # a provisioner without a process: nothing more to say
             pass
-        if code is not None and code < 0:
-            return f" (killed by signal {-code}: out of memory or out of processes?)"
+        signal = -code if code is not None and code < 0 else code - 128 if code is not None and code > 128 else 0
+        if signal:  # bubblewrap reports a child killed by signal N as 128 + N
+            return f" (killed by signal {signal}: out of memory, or stopped from outside)"
         if code is not None:
             return f" (exit status {code}: os._exit or a crash)"
         return "" if log is None else " (it may have run out of memory)"

@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -152,12 +153,14 @@ def _v2_has_pids(root: Path) -> bool:
 
 
 def remove_cgroup(path: Path | None) -> None:
-    """Remove a cgroup made by ``make_pids_cgroup`` (after its tasks have ended)."""
-    if path is not None:
+    """Remove a cgroup made by ``make_pids_cgroup``, once its killed tasks are gone (up to 2 s)."""
+    for _ in range(20):
+        if path is None or not path.exists():
+            return
         try:
             path.rmdir()
         except OSError:
-            pass
+            time.sleep(0.1)
 
 
 def own_task_count() -> int:
@@ -215,7 +218,8 @@ class SandboxedKernelManager(AsyncKernelManager):
         argv = super().format_kernel_cmd(extra_arguments)
         if not self.spec.enabled:
             return argv
-        self.cgroup = make_pids_cgroup(self.spec.limits.processes) if os.getuid() == 0 else None
+        if self.cgroup is None and os.getuid() == 0:
+            self.cgroup = make_pids_cgroup(self.spec.limits.processes)
         return limit_prefix(self.spec.limits, self.cgroup) + bwrap_command(self.workdir, self.spec, argv)
 
     async def _async_pre_start_kernel(self, **kw):
@@ -223,14 +227,21 @@ class SandboxedKernelManager(AsyncKernelManager):
         kw["cwd"] = str(self.workdir / "cwd")  # never the submission's folder: nothing of it is importable
         kw["env"] = ({"PATH": os.environ.get("PATH", "/usr/bin:/bin")} if self.spec.enabled  # bwrap sets the rest
                      else kernel_env(self.workdir, self.spec))
-        kw["stdout"] = kw["stderr"] = open(self.workdir / "run" / "kernel.log", "wb")  # noqa: SIM115 (the kernel owns it)
+        self._log = open(self.workdir / "run" / "kernel.log", "wb")  # noqa: SIM115 (closed by remove())
+        kw["stdout"] = kw["stderr"] = self._log
         return cmd, kw
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         await super()._async_cleanup_resources(restart=restart)
         if not restart:
-            remove_cgroup(self.cgroup)
-            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.remove()
+
+    def remove(self) -> None:
+        """Delete this kernel's cgroup and private folder (its processes must have ended)."""
+        if getattr(self, "_log", None) is not None:
+            self._log.close()
+        remove_cgroup(self.cgroup)
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def check_sandbox(spec: SandboxSpec) -> None:

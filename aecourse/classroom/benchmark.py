@@ -1,0 +1,85 @@
+"""``python -m aecourse bench grading``: autograde a generated class serially and with 2 workers.
+
+Each generated student hands in all five lessons: the instructor's answers with one exercise left
+blank (a different one per student), so every grade is known in advance. The class is graded
+twice in the same run, serially (SQLite) and with two workers (PostgreSQL), in the sandbox, in
+grading mode; the figures are seconds per full-course submission and the speed-up.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+
+from . import autograde as ag
+from . import fixtures, pgserver
+from .cli import release
+from .collect import collect
+from .sandbox import Limits, SandboxSpec
+
+
+def make_class(course, inbox: Path, students: int, lessons: list[str]) -> dict[tuple[str, str], float]:
+    """Write the inbox; return the expected score of every (student, lesson)."""
+    exercises = [(a, gid) for a in lessons for gid in fixtures.solution_answers(course, a)]
+    points = {a: {c.metadata["nbgrader"]["grade_id"]: c.metadata["nbgrader"].get("points", 0)
+                  for c in course.release(a).cells if c.metadata.get("nbgrader", {}).get("grade")} for a in lessons}
+    expected = {}
+    for k in range(students):
+        skip = exercises[k % len(exercises)]
+        for a in lessons:
+            answers = {g: src for g, src in fixtures.solution_answers(course, a).items() if (a, g) != skip}
+            folder = inbox / f"student{k:02d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            nbformat.write(fixtures.fill(course, a, answers), folder / f"{a}.ipynb")
+            lost = points[a].get(f"test-{skip[1]}", 0) if skip[0] == a else 0
+            expected[(f"student{k:02d}", a)] = float(sum(points[a].values()) - lost)
+    return expected
+
+
+def grade_class(folder: Path, students: int, lessons: list[str], workers: int, db: str | None) -> dict:
+    course = fixtures.make_course(folder / "course")
+    if db:
+        course.db_url = db
+    release(course, lessons)
+    expected = make_class(course, folder / "inbox", students, lessons)
+    work = [(r.student, r.assignment) for r in collect(folder / "inbox", course) if r.status == "collected"]
+    from aecourse import _paths
+    mnist = _paths.sibling_mnist_dir()
+    spec = SandboxSpec(Limits(), (str(mnist),) if mnist else (), (("AECOURSE_MNIST_DIR", str(mnist)),) if mnist else (),
+                       cache=str(course.state / "cache"))
+    start = time.perf_counter()
+    ag.autograde(course, [], spec, lessons=lessons, log=lambda *a: None)  # the solutions only
+    canary = time.perf_counter() - start
+    start = time.perf_counter()
+    rows = ag.autograde(course, work, spec, workers=workers, canary=False, log=lambda *a: None)
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "canary": canary, "expected": expected,
+            "grades": {(r.student, r.assignment): r.score for r in rows}}
+
+
+def main(students: int = 20, fast: bool = False) -> None:
+    lessons = ["01_autoencoders"] if fast else None
+    with tempfile.TemporaryDirectory(prefix="aecourse-bench-grading-") as tmp:
+        tmp = Path(tmp)
+        lessons = lessons or fixtures.make_course(tmp / "probe").assignments
+        students = 2 if fast else students
+        print(f"Autograding {students} generated submissions of {len(lessons)} lesson(s) in the sandbox "
+              "(grading mode; the solution of each lesson is graded first, once per class)\n")
+        serial = grade_class(tmp / "serial", students, lessons, 1, None)
+        db = pgserver.start(tmp / "postgres")
+        try:
+            parallel = grade_class(tmp / "parallel", students, lessons, 2, db)
+        finally:
+            pgserver.stop(tmp / "postgres")
+    print("| run | gradebook | wall time | seconds per full-course submission |\n|---|---|---|---|")
+    for name, run, db_name in (("serial", serial, "SQLite"), ("2 workers", parallel, "PostgreSQL")):
+        print(f"| {name} | {db_name} | {run['seconds']:.0f} s | {run['seconds'] / students:.1f} |")
+    print(f"\nthe solutions, graded first: {serial['canary']:.0f} s (serial run, cold cache), "
+          f"{parallel['canary']:.0f} s (2-worker run)")
+    print(f"\nspeed-up with 2 workers: {serial['seconds'] / parallel['seconds']:.2f}x (ideal 2.00x)")
+    same = serial["grades"] == parallel["grades"]
+    right = serial["grades"] == serial["expected"]
+    print(f"grades: serial == 2 workers: {same}; serial == the known answers: {right}")

@@ -1,0 +1,180 @@
+"""The instructor tools without running kernels: collection, repair, scan, sandbox set-up, feedback."""
+
+from __future__ import annotations
+
+import copy
+import zipfile
+
+import nbformat
+import pytest
+
+from aecourse.classroom import autograde as ag
+from aecourse.classroom import collect as col
+from aecourse.classroom import fixtures, report, sandbox
+from aecourse.classroom.scan import scan_notebook, scan_source
+
+LESSON = "01_autoencoders"
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    return fixtures.make_course(tmp_path_factory.mktemp("course") / "course")
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("01_autoencoders.ipynb", LESSON), ("Copy of 01_autoencoders (2).ipynb", LESSON),
+    ("01_autoencoders-Copy1.ipynb", LESSON), ("autoencoders.ipynb", LESSON),
+    ("04 Variational Autoencoders.ipynb", "04_variational_autoencoders"), ("notes.ipynb", None),
+])
+def test_file_names_students_changed_are_recognised(course, name, expected):
+    assert col.match_assignment(col.Candidate(name, name, 0.0), course)[0] == expected
+
+
+def test_a_notebook_is_recognised_by_its_content_before_its_name(course):
+    nb = fixtures.fill(course, "02_convolutional_autoencoders", {})
+    assert col.match_assignment(col.Candidate("x", "01_autoencoders.ipynb", 0.0, nb), course) == (
+        "02_convolutional_autoencoders", "nbgrader cell ids")
+    for cell in nb.cells:
+        cell.metadata = {}
+    assert col.match_assignment(col.Candidate("x", "homework.ipynb", 0.0, nb), course)[1] == "its text"
+
+
+def test_student_ids_are_safe_folder_names():
+    assert col.student_id("Ana María López.zip") == "Ana_Mar_a_L_pez"
+    assert col.student_id("../../etc") == "etc"
+    assert col.student_id("..") == "student"
+
+
+def test_collect_reads_folders_zips_and_damaged_files(course, tmp_path):
+    inbox = tmp_path / "inbox"
+    good = fixtures.fill(course, LESSON, fixtures.solution_answers(course, LESSON))
+    (inbox / "ann" / "deep" / "er").mkdir(parents=True)
+    nbformat.write(good, inbox / "ann" / "deep" / "er" / "Copy of 01_autoencoders.ipynb")
+    with zipfile.ZipFile(inbox / "bob.zip", "w") as archive:
+        archive.writestr("w/01_autoencoders.ipynb", nbformat.writes(good))
+        archive.writestr("w/.ipynb_checkpoints/01_autoencoders-checkpoint.ipynb", "{broken")
+    (inbox / "cy.zip").write_bytes(b"not a zip")
+    (inbox / "dee.ipynb").write_bytes(b"\xff\xfe binary")
+    (inbox / "eve").mkdir()
+    rows = {(r.student, r.assignment): r for r in col.collect(inbox, course)}
+    assert rows["ann", LESSON].status == rows["bob", LESSON].status == "collected"
+    assert (course.root / "submitted" / "ann" / LESSON / f"{LESSON}.ipynb").is_file()
+    assert rows["cy", "?"].notes == ["a damaged zip file"]
+    assert rows["dee", "?"].status == "unrecognised" and "not a text file" in rows["dee", "?"].notes[0]
+    assert all(rows["eve", a].status == "missing" for a in course.assignments)
+    assert (inbox / "dee.ipynb").read_bytes() == b"\xff\xfe binary"  # the inbox is never changed
+    with pytest.raises(FileNotFoundError, match="no inbox folder"):
+        col.collect(tmp_path / "nowhere", course)
+
+
+def test_repair_restores_stripped_metadata_and_keeps_the_edited_duplicate(course):
+    release = course.release(LESSON)
+    nb = fixtures.fill(course, LESSON, fixtures.solution_answers(course, LESSON))
+    for cell in nb.cells:
+        cell.metadata = {}
+    notes: list[str] = []
+    fixed = col.repair(copy.deepcopy(nb), release, notes)
+    ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in fixed.cells]
+    assert [i for i in ids if i] == [c.metadata["nbgrader"]["grade_id"] for c in release.cells
+                                     if c.metadata.get("nbgrader", {}).get("grade_id")]
+    assert len(notes) == 6 and all("restored" in n for n in notes)
+
+    nb = fixtures.fill(course, LESSON, {"reconstruction_error": "def reconstruction_error(x_hat, x):\n    return 0"})
+    at = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == "reconstruction_error")
+    stub = copy.deepcopy(release.cells[at])
+    nb.cells.insert(at, stub)  # the untouched copy first, the answer after it
+    notes = []
+    fixed = col.repair(nb, release, notes)
+    answers = [c for c in fixed.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "reconstruction_error"]
+    assert len(answers) == 1 and "return 0" in answers[0].source
+    assert all(c is not stub for c in fixed.cells) and "dropped 1 untouched copy" in notes[0]
+
+
+@pytest.mark.parametrize("source, reason", [
+    ("get_ipython().input_transformers_cleanup.append(f)", "input transformer"),
+    ("import sqlite3", "sqlite3"),
+    ("import builtins\nbuiltins.print = None", "builtins"),
+    ("__builtins__['len'] = None", "__builtins__"),
+    ("import sys\nsys.modules['aecourse.grading'] = fake", "sys.modules"),
+    ("from aecourse import grading\ngrading.check = lambda *a: None", "monkeypatching"),
+    ("setattr(torch, 'allclose', lambda *a, **k: True)", "monkeypatching"),
+    ("import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)", "signal"),
+    ("import os\nos._exit(0)", "os._exit"),
+    ("open('../../gradebook.db')", "grading files"),
+    ("!cat /etc/passwd", "shell command"),
+    ("def broken(:\n    get_ipython()", "IPython"),
+])
+def test_the_scan_flags_what_a_fair_answer_never_needs(source, reason):
+    findings = scan_source(source)
+    assert findings and any(reason in text for _, text in findings), findings
+
+
+def test_the_scan_is_quiet_on_the_course_itself(course):
+    for lesson in course.assignments:
+        assert scan_notebook(nbformat.read(course.source_path(lesson), as_version=4)) == []
+        assert scan_notebook(course.release(lesson)) == []
+    assert scan_source("x = model.encoder(x)\nlosses.mse(a, b)\nself.layer = nn.Linear(2, 2)") == []
+
+
+def test_the_sandbox_shows_only_what_the_kernel_needs(tmp_path):
+    spec = sandbox.SandboxSpec(readonly=(str(tmp_path),), env=(("X", "1"),))
+    work = sandbox.prepare_workdir(spec)
+    cmd = sandbox.bwrap_command(work, spec, ["python"])
+    mounts = {cmd[i + 2]: cmd[i] for i, arg in enumerate(cmd) if arg in ("--ro-bind", "--bind")
+              for _ in [0] if i + 2 < len(cmd)}
+    root = fixtures._paths.repo_root()
+    assert "--unshare-all" in cmd and "--clearenv" in cmd and "--die-with-parent" in cmd
+    assert str(root / "aecourse") in mounts and str(root) not in mounts  # the package, never the checkout
+    assert not any(p.startswith(str(root / "solutions")) for p in mounts)
+    assert [m for m, kind in mounts.items() if kind == "--bind"] == [str(work)]
+    assert cmd[cmd.index("--chdir") + 1] == str(work / "cwd")
+    assert sandbox.SandboxSpec.from_json(spec.to_json()) == spec
+
+
+def test_grading_refuses_clearly_where_it_cannot_be_safe(course, monkeypatch):
+    with pytest.raises(ag.GradingError, match="SQLite"):
+        ag.autograde(course, [("a", LESSON)], sandbox.SandboxSpec(), workers=2)
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
+    with pytest.raises(sandbox.SandboxError, match="apt-get install bubblewrap.*--no-sandbox"):
+        sandbox.check_sandbox(sandbox.SandboxSpec())
+    sandbox.check_sandbox(sandbox.SandboxSpec(enabled=False))  # the instructor opted out: no check
+    monkeypatch.setattr(sandbox.os, "getuid", lambda: 0)
+    with pytest.raises(sandbox.SandboxError, match="cannot limit processes"):
+        sandbox.limit_prefix(sandbox.Limits(), None)
+
+
+def test_feedback_cuts_hidden_tests_and_tracebacks():
+    cell = nbformat.v4.new_code_cell("visible()\n### BEGIN HIDDEN TESTS\nsecret_check()\n### END HIDDEN TESTS\n")
+    cell.metadata["nbgrader"] = {"grade": True, "solution": False, "grade_id": "t", "points": 1, "locked": True}
+    cell.outputs = [nbformat.v4.new_output("error", ename="ExerciseError", evalue="KL is negative",
+                                           traceback=["----> 3 secret_check()", "ExerciseError: KL is negative"])]
+    out, _ = report.HideHiddenTests().preprocess_cell(cell, {}, 0)
+    assert "secret_check" not in out.source and "visible()" in out.source
+    assert out.outputs[0]["traceback"] == ["ExerciseError: KL is negative"]
+
+
+def test_the_solution_student_id_cannot_be_a_real_one():
+    assert col.student_id(ag.CANARY) != ag.CANARY
+
+
+def test_the_command_line_grades_a_small_class_end_to_end(tmp_path, capsys):
+    """Every step of ``python -m aecourse grade`` on two students (unsandboxed: the plumbing only)."""
+    from aecourse.classroom import cli
+
+    course = fixtures.make_course(tmp_path / "course")
+    inbox = tmp_path / "inbox"
+    (inbox / "ann").mkdir(parents=True)
+    nbformat.write(fixtures.fill(course, LESSON, fixtures.solution_answers(course, LESSON)), inbox / "ann" / "w1.ipynb")
+    nbformat.write(fixtures.fill(course, LESSON, {}), inbox / "bo.ipynb")
+    common = ["--course", str(course.root), "--lesson", LESSON, "--db", course.db_url]
+    assert cli.main(["autograde", *common]) == 2 and "run `python -m aecourse grade collect" in capsys.readouterr().err
+    assert cli.main(["release", *common]) == 0
+    assert cli.main(["all", str(inbox), *common, "--no-sandbox"]) == 0
+    out = capsys.readouterr().out
+    assert "| ann | 01_autoencoders | 8/8 | graded |" in out and "| bo | 01_autoencoders | 0/8 | graded |" in out
+    assert "| ann | 02_convolutional_autoencoders | – | missing |" in out
+    lines = (course.state / "grades.csv").read_text().splitlines()
+    assert lines[0].startswith("student_id,01_autoencoders,02_") and len(lines) == 3
+    assert (course.root / "feedback" / "ann" / LESSON / f"{LESSON}.html").is_file()
+    assert cli.main(["autograde", *common, "--workers", "2"]) == 2  # SQLite: refused, with the reason
+    assert "concurrent writers" in capsys.readouterr().err
