@@ -47,6 +47,26 @@ def _spec(course) -> SandboxSpec:
     return SandboxSpec(LIMITS, readonly, env, cache=str(course.state / "cache"))
 
 
+def build_catalogue(course, inbox: Path) -> dict[tuple[str, str], set[str]]:
+    """Students ``catalogue<k>`` hand in lessons 2-5 with the k-th catalogued mistake of every exercise
+    (the delegations included); return (student, lesson) -> the exercises answered wrongly."""
+    wrong: dict[tuple[str, str], set[str]] = {}
+    for lesson in course.assignments[1:]:
+        good = fixtures.solution_answers(course, lesson)
+        most = max(len(CATALOGUE[(lesson, e)]) for e in good)
+        for k in range(most):
+            answers = dict(good)
+            for exercise in good:
+                entries = CATALOGUE[(lesson, exercise)]
+                if k < len(entries):
+                    answers[exercise] = __import__("textwrap").dedent(entries[k][1]).strip()
+                    wrong.setdefault((f"catalogue{k}", lesson), set()).add(exercise)
+            path = inbox / f"catalogue{k}" / f"{lesson}.ipynb"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            nbformat.write(fixtures.fill(course, lesson, answers), path)
+    return wrong
+
+
 def build_inbox(course, inbox: Path) -> dict[str, tuple[str, object]]:
     """Write every case's submission; return case -> (what is asserted, expected score or status)."""
     good = fixtures.solution_answers(course, LESSON)
@@ -144,22 +164,24 @@ def graded_class(tmp_path_factory):
     except pgserver.PostgresError:
         pass
     from aecourse.classroom.cli import release
-    release(course, [LESSON])
+    release(course, course.assignments)
     cases = build_inbox(course, tmp / "inbox")
+    catalogue = build_catalogue(course, tmp / "inbox")
     rows = collect(tmp / "inbox", course)
     report.save_rows(course, "collected", rows)
     shadow = course.root / "submitted" / "shadow" / LESSON
     (shadow / "aecourse.py").write_text("raise SystemExit('the shadow aecourse was imported')\n")
     (shadow / "torch").mkdir()
     (shadow / "torch" / "__init__.py").write_text("raise SystemExit('the shadow torch was imported')\n")
-    work = [(r.student, r.assignment) for r in rows if r.status == "collected" and r.assignment == LESSON]
+    work = [(r.student, r.assignment) for r in rows if r.status == "collected"]
     graded = ag.autograde(course, work, _spec(course), workers=workers, log=lambda *a: None)
     report.save_rows(course, "graded", graded)
+    every = {(r["student"], r["assignment"]): r for r in report.status_rows(course)}
     report.feedback(course, sorted({s for s, _ in work}), [LESSON])
     report.export_csv(course)
     report.write_report(course)
     by_student = {r["student"]: r for r in report.status_rows(course) if r["assignment"] == LESSON}
-    yield course, cases, by_student, workers, _sandbox_leftovers() - before
+    yield course, cases, by_student, workers, _sandbox_leftovers() - before, catalogue, every
     if server:
         pgserver.stop(server)
 
@@ -171,6 +193,25 @@ def _sandbox_leftovers() -> set[str]:
     return folders | {str(p) for p in cgroups}
 
 
+def test_every_catalogued_mistake_of_lessons_2_to_5_loses_its_points_under_nbgrader(graded_class, capsys):
+    course, *_, catalogue, every = graded_class
+    lines, wrong = [], []
+    for lesson in course.assignments[1:]:
+        count = 0
+        for (student, name), exercises in sorted(catalogue.items()):
+            if name != lesson:
+                continue
+            row = every[(student, lesson)]
+            failed = {n.split(":")[0] for n in row["notes"] if n.startswith("test-") and ": 0/" in n}
+            count += len(exercises)
+            if failed != {f"test-{e}" for e in exercises} or row["status"] != "graded":
+                wrong.append(f"{student}/{lesson}: failed {sorted(failed)}, expected {sorted(exercises)} ({row['status']})")
+        lines.append(f"| {lesson} | {count} | {'all lose their points' if not wrong else 'SEE BELOW'} |")
+    with capsys.disabled():
+        print("\n\nCatalogued mistakes graded by nbgrader\n| lesson | mistakes | outcome |\n|---|---|---|\n" + "\n".join(lines))
+    assert not wrong, "\n".join(wrong)
+
+
 def test_no_kernel_folder_or_cgroup_is_left_behind(graded_class):
     assert graded_class[4] == set()
 
@@ -180,7 +221,7 @@ def _notes(row) -> str:
 
 
 def test_every_case_gets_its_expected_outcome(graded_class, capsys):
-    course, cases, rows, workers, _ = graded_class
+    course, cases, rows, workers, *_ = graded_class
     table, wrong = [], []
     for student, (what, expect) in cases.items():
         row = rows[student]
@@ -227,7 +268,8 @@ def test_grades_in_the_gradebook_and_csv_match(graded_class):
     course, cases, rows, *_ = graded_class
     with open(course.state / "grades.csv") as handle:
         csv_rows = {r["student_id"]: r for r in csv.DictReader(handle)}
-    assert ag.CANARY not in csv_rows and set(csv_rows) == set(cases)
+    assert ag.CANARY not in csv_rows and set(cases) <= set(csv_rows)
+    assert {s for s in csv_rows if s not in cases} == {s for s, _ in graded_class[5]}
     for student, (_, expect) in cases.items():
         if isinstance(expect, float):
             assert float(csv_rows[student][LESSON]) == expect == rows[student]["score"], student

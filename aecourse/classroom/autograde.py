@@ -12,6 +12,7 @@ import concurrent.futures as cf
 import multiprocessing
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,9 @@ from traitlets.config.loader import PyFileConfigLoader
 from .course import Course
 from .execute import STOPPED
 from .sandbox import SANDBOX_ENV, SandboxSpec, check_sandbox
+
+# nbgrader's gradebook warns about its own session handling on every read; it is not ours to fix.
+warnings.filterwarnings("ignore", message=r"Object of type <Submitted\w+> not in session")
 
 CANARY = "_solution"  # the instructor's solution, graded first; no real student id starts with "_"
 WARNING_LINE = r"(?m)^\S[^\n]*:\d+: \w*Warning: "  # what warnings.showwarning writes to stderr
