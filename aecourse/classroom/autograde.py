@@ -162,7 +162,10 @@ def autograde(course: Course, work: list[tuple[str, str]], spec: SandboxSpec, wo
             check_canary(course, assignment, row)
             log(f"  {assignment}: the solution earns {row.score:g}/{row.max_score:g} in {row.seconds:.0f} s")
     jobs = [(str(course.root), course.db_url, spec.to_json(), a, s) for s, a in work]
-    if workers <= 1:
+    with Gradebook(course.db_url, course_id=_course_id(course)) as gb:
+        for student in sorted({s for s, _ in work}):  # now, so parallel workers never race to create one
+            gb.update_or_create_student(student)
+    if workers <= 1 or not jobs:
         runs = [_grade_one(*job) for job in jobs]
     else:
         context = multiprocessing.get_context("spawn")
