@@ -41,10 +41,7 @@ def _mistake(exercise: str, k: int) -> str | None:
 
 
 def _spec(course) -> SandboxSpec:
-    from aecourse import _paths
-    mnist = _paths.sibling_mnist_dir()
-    readonly, env = ((str(mnist),), (("AECOURSE_MNIST_DIR", str(mnist)),)) if mnist else ((), ())
-    return SandboxSpec(LIMITS, readonly, env, cache=str(course.state / "cache"))
+    return ag.course_spec(course, LIMITS)
 
 
 def build_catalogue(course, inbox: Path) -> dict[tuple[str, str], set[str]]:

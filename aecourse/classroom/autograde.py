@@ -9,6 +9,7 @@ SQLite allows one writer, so more than one worker needs a server gradebook (Post
 from __future__ import annotations
 
 import concurrent.futures as cf
+import copy
 import multiprocessing
 import os
 import time
@@ -19,11 +20,10 @@ from pathlib import Path
 import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 from traitlets.config import Config
-from traitlets.config.loader import PyFileConfigLoader
 
 from .course import Course
 from .execute import STOPPED
-from .sandbox import SANDBOX_ENV, SandboxSpec, check_sandbox
+from .sandbox import SANDBOX_ENV, Limits, SandboxSpec, check_sandbox
 
 # nbgrader's gradebook warns about its own session handling on every read; it is not ours to fix.
 warnings.filterwarnings("ignore", message=r"Object of type <Submitted\w+> not in session")
@@ -48,6 +48,18 @@ class Graded:
     seconds: float = 0.0
 
 
+def course_spec(course: Course, limits: Limits = Limits(), enabled: bool = True) -> SandboxSpec:
+    """The sandbox for this course: ``limits``, the MNIST folder read-only, the course's checkpoint cache."""
+    from aecourse import _paths
+
+    mnist = os.environ.get(_paths.MNIST_DIR_ENV) or _paths.sibling_mnist_dir()
+    readonly, env = (), ()
+    if mnist:
+        mnist = str(Path(mnist).resolve())
+        readonly, env = (mnist,), ((_paths.MNIST_DIR_ENV, mnist),)
+    return SandboxSpec(limits, readonly, env, enabled=enabled, cache=str(course.state / "cache"))
+
+
 def nbgrader_config(course: Course) -> Config:
     """The course's ``nbgrader_config.py`` plus the sandboxed execution and fairness settings."""
     from nbconvert.preprocessors import ClearMetadataPreprocessor
@@ -56,7 +68,7 @@ def nbgrader_config(course: Course) -> Config:
 
     from .execute import SandboxedExecute
 
-    config = PyFileConfigLoader("nbgrader_config.py", path=str(course.root)).load_config()
+    config = copy.deepcopy(course.config)
     config.CourseDirectory.root = str(course.root)
     config.CourseDirectory.db_url = course.db_url
     config.Autograde.autograde_preprocessors = [SandboxedExecute, IgnorePattern, ClearMetadataPreprocessor,
@@ -93,7 +105,7 @@ def outcome(course: Course, assignment: str, student: str, run: dict) -> Graded:
         last = (run["error"].strip().splitlines() or ["unknown error"])[-1]
         row.status, row.notes = "error", [f"nbgrader could not grade it: {last}"]
         return row
-    with Gradebook(course.db_url, course_id=_course_id(course)) as gb:
+    with Gradebook(course.db_url, course_id=course.course_id) as gb:
         try:
             sub = gb.find_submission(assignment, student)
         except MissingEntry:
@@ -111,11 +123,6 @@ def outcome(course: Course, assignment: str, student: str, run: dict) -> Graded:
                 if out.get("ename") == STOPPED and not out["evalue"].startswith("not run"):
                     row.notes.append(f"cell {index}: {out['evalue']}")
     return row
-
-
-def _course_id(course: Course) -> str:
-    config = PyFileConfigLoader("nbgrader_config.py", path=str(course.root)).load_config()
-    return config.CourseDirectory.get("course_id", "default_course")
 
 
 def check_canary(course: Course, assignment: str, row: Graded) -> None:
@@ -162,7 +169,7 @@ def autograde(course: Course, work: list[tuple[str, str]], spec: SandboxSpec, wo
             check_canary(course, assignment, row)
             log(f"  {assignment}: the solution earns {row.score:g}/{row.max_score:g} in {row.seconds:.0f} s")
     jobs = [(str(course.root), course.db_url, spec.to_json(), a, s) for s, a in work]
-    with Gradebook(course.db_url, course_id=_course_id(course)) as gb:
+    with Gradebook(course.db_url, course_id=course.course_id) as gb:
         for student in sorted({s for s, _ in work}):  # now, so parallel workers never race to create one
             gb.update_or_create_student(student)
     if workers <= 1 or not jobs:

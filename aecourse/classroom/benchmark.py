@@ -18,7 +18,6 @@ from . import autograde as ag
 from . import fixtures, pgserver
 from .cli import release
 from .collect import collect
-from .sandbox import Limits, SandboxSpec
 
 
 def make_class(course, inbox: Path, students: int, lessons: list[str]) -> dict[tuple[str, str], float]:
@@ -46,10 +45,7 @@ def grade_class(folder: Path, students: int, lessons: list[str], workers: int, d
     release(course, lessons)
     expected = make_class(course, folder / "inbox", students, lessons)
     work = [(r.student, r.assignment) for r in collect(folder / "inbox", course) if r.status == "collected"]
-    from aecourse import _paths
-    mnist = _paths.sibling_mnist_dir()
-    spec = SandboxSpec(Limits(), (str(mnist),) if mnist else (), (("AECOURSE_MNIST_DIR", str(mnist)),) if mnist else (),
-                       cache=str(course.state / "cache"))
+    spec = ag.course_spec(course)
     start = time.perf_counter()
     ag.autograde(course, [], spec, lessons=lessons, log=lambda *a: None)  # the solutions only
     canary = time.perf_counter() - start

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from . import autograde as ag
 from . import report
 from .collect import Collected, collect
 from .course import Course, CourseError
-from .sandbox import Limits, SandboxError, SandboxSpec
+from .sandbox import Limits, SandboxError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,18 +41,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-sandbox", action="store_true",
                         help="run student code unsandboxed, with your permissions (only where bubblewrap cannot run)")
     return parser
-
-
-def sandbox_spec(args: argparse.Namespace, course: Course) -> SandboxSpec:
-    """Limits from the command line; the MNIST folder shown read-only to every kernel."""
-    from aecourse import _paths
-
-    limits = Limits(args.cell_seconds, args.notebook_seconds, args.memory_gib, args.processes)
-    mnist = os.environ.get(_paths.MNIST_DIR_ENV) or _paths.sibling_mnist_dir()
-    readonly, env = (), ()
-    if mnist:
-        readonly, env = (str(Path(mnist).resolve()),), ((_paths.MNIST_DIR_ENV, str(Path(mnist).resolve())),)
-    return SandboxSpec(limits, readonly, env, enabled=not args.no_sandbox, cache=str(course.state / "cache"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,7 +66,9 @@ def run(args: argparse.Namespace) -> int:
                     if r.status == "collected" and r.assignment in lessons
                     and (not args.student or r.student in args.student)]
             print(f"autograding {len(work)} notebooks with {args.workers} worker(s); the solution first")
-            rows = ag.autograde(course, work, sandbox_spec(args, course), workers=args.workers)
+            limits = Limits(args.cell_seconds, args.notebook_seconds, args.memory_gib, args.processes)
+            rows = ag.autograde(course, work, ag.course_spec(course, limits, enabled=not args.no_sandbox),
+                                workers=args.workers)
             report.save_rows(course, "graded", rows)
             print(f"graded {sum(r.status == 'graded' for r in rows)}, errors {sum(r.status != 'graded' for r in rows)}")
         elif step == "feedback":

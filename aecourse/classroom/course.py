@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import sys
 from pathlib import Path
 
 import nbformat
+from traitlets.config import Config
+from traitlets.config.loader import PyFileConfigLoader
 
 DEFAULT_DB = "sqlite:///gradebook.db"
 
@@ -24,11 +25,20 @@ class Course:
         self.root = Path(root).resolve()
         if not (self.root / "nbgrader_config.py").is_file():
             raise CourseError(f"{self.root} has no nbgrader_config.py: run from the course folder or pass --course")
-        self.db_url = db_url or read_db_url(self.root) or DEFAULT_DB
+        self.db_url = db_url or self.config.CourseDirectory.get("db_url") or DEFAULT_DB
         self.state = self.root / "grading"  # collection records, results, grades.csv, report.md
         tools = str(Path(sys.executable).parent)  # nbgrader's gradebook runs `alembic` from PATH
         if tools not in os.environ.get("PATH", "").split(os.pathsep):
             os.environ["PATH"] = os.pathsep.join([tools, os.environ.get("PATH", "")])
+
+    @functools.cached_property
+    def config(self) -> Config:
+        """The course's ``nbgrader_config.py``, loaded once."""
+        return PyFileConfigLoader("nbgrader_config.py", path=str(self.root)).load_config()
+
+    @property
+    def course_id(self) -> str:
+        return self.config.CourseDirectory.get("course_id", "default_course")
 
     @functools.cached_property
     def assignments(self) -> list[str]:
@@ -67,9 +77,3 @@ class Course:
                 raise CourseError(f"no lesson {name!r}; the lessons are: {', '.join(self.assignments)}")
         return list(names) if names else self.assignments
 
-
-def read_db_url(root: Path) -> str | None:
-    """The gradebook URL set in ``nbgrader_config.py``, if any."""
-    match = re.search(r"""^c\.CourseDirectory\.db_url\s*=\s*["']([^"']+)["']""",
-                      (root / "nbgrader_config.py").read_text(), flags=re.M)
-    return match.group(1) if match else None

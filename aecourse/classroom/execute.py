@@ -95,6 +95,10 @@ class SandboxedExecute(Execute):
         meta = cell.metadata.get("nbgrader", {})
         if meta.get("grade") and not meta.get("solution"):
             return self._run_sealed(cell, resources, index)
+        return self._run(cell, resources, index)
+
+    def _run(self, cell, resources, index):
+        """Execute one cell; a timeout or a dead kernel becomes a ``_Stop`` that names the reason."""
         try:
             return super().preprocess_cell(cell, resources, index)
         except CellTimeoutError:
@@ -108,12 +112,7 @@ class SandboxedExecute(Execute):
         token, source = f"aecourse-seal-{secrets.token_hex(8)}", cell.source
         cell.source = f"{source}\nimport aecourse.grading as _aecourse_grading\nprint(_aecourse_grading.seal({token!r}))"
         try:
-            try:
-                cell, resources = super().preprocess_cell(cell, resources, index)
-            except CellTimeoutError:
-                raise _Stop(index, f"this cell ran longer than {self.timeout} s and was stopped") from None
-            except DeadKernelError:
-                raise _Stop(index, f"the kernel died while running this cell{self._death_reason()}") from None
+            cell, resources = self._run(cell, resources, index)
         finally:
             cell.source = source
         printed = "".join(o.get("text", "") for o in cell.outputs if o.get("name") == "stdout")

@@ -16,7 +16,7 @@ from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import ClearHiddenTests, GetGrades, NbGraderPreprocessor
 
-from .autograde import CANARY, Graded, _course_id, nbgrader_config
+from .autograde import CANARY, Graded, nbgrader_config
 from .collect import Collected
 from .course import Course
 
@@ -74,7 +74,7 @@ def status_rows(course: Course) -> list[dict]:
     graded = {(r.student, r.assignment): r for r in load_rows(course, "graded", Graded)}
     students = sorted({s for s, _ in collected} | {s for s, _ in graded} - {CANARY})
     rows = []
-    with Gradebook(course.db_url, course_id=_course_id(course)) as gb:
+    with Gradebook(course.db_url, course_id=course.course_id) as gb:
         for student in students:
             for assignment in course.assignments:
                 col, run = collected.get((student, assignment)), graded.get((student, assignment))
