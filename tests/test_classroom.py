@@ -178,3 +178,11 @@ def test_the_command_line_grades_a_small_class_end_to_end(tmp_path, capsys):
     assert (course.root / "feedback" / "ann" / LESSON / f"{LESSON}.html").is_file()
     assert cli.main(["autograde", *common, "--workers", "2"]) == 2  # SQLite: refused, with the reason
     assert "concurrent writers" in capsys.readouterr().err
+
+
+def test_a_damaged_record_says_which_step_rewrites_it(course):
+    course.state.mkdir(exist_ok=True)
+    (course.state / "graded.json").write_text('[{"student": "a"')
+    with pytest.raises(report.CourseError, match="grade autograde` again"):
+        report.load_rows(course, "graded", ag.Graded)
+    (course.state / "graded.json").unlink()

@@ -18,7 +18,7 @@ from nbgrader.preprocessors import ClearHiddenTests, GetGrades, NbGraderPreproce
 
 from .autograde import CANARY, Graded, nbgrader_config
 from .collect import Collected
-from .course import Course
+from .course import Course, CourseError
 
 
 class HideHiddenTests(NbGraderPreprocessor):
@@ -46,8 +46,16 @@ def save_rows(course: Course, name: str, rows: list) -> Path:
 
 
 def load_rows(course: Course, name: str, kind):
+    """The records ``save_rows`` wrote; a damaged file is an error that says which step writes it again."""
     path = course.state / f"{name}.json"
-    return [kind(**r) for r in json.loads(path.read_text())] if path.is_file() else []
+    if not path.is_file():
+        return []
+    try:
+        return [kind(**r) for r in json.loads(path.read_text())]
+    except (ValueError, TypeError, KeyError) as err:
+        step = "collect INBOX" if name == "collected" else "autograde"
+        raise CourseError(f"{path} is damaged ({err}); run `python -m aecourse grade {step}` again to rewrite it "
+                          "(the gradebook itself is untouched)") from None
 
 
 def feedback(course: Course, students: list[str], assignments: list[str]) -> list[Path]:
