@@ -119,6 +119,7 @@ def test_the_scan_is_quiet_on_the_course_itself(course):
 def test_the_sandbox_shows_only_what_the_kernel_needs(tmp_path):
     spec = sandbox.SandboxSpec(readonly=(str(tmp_path),), env=(("X", "1"),))
     work = sandbox.prepare_workdir(spec)
+    sandbox.shutil.rmtree(work)  # only its path is needed here
     cmd = sandbox.bwrap_command(work, spec, ["python"])
     mounts = {cmd[i + 2]: cmd[i] for i, arg in enumerate(cmd) if arg in ("--ro-bind", "--bind")
               for _ in [0] if i + 2 < len(cmd)}
