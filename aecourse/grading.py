@@ -89,12 +89,11 @@ def check_own_work(what: str, call: Callable[[], Any], *references: Any) -> Any:
     answer reaches it: ``my_kl = losses.gaussian_kl``, a wrapper, an alias imported under another
     name, a subclass of ``models.DenseAE``.
     """
-    codes = set().union(*(_codes(r) for r in references))
     names = {c: f"aecourse.{r.__module__.split('.')[-1]}.{r.__qualname__}" for r in references for c in _codes(r)}
     hits: list[str] = []
 
     def watch(frame, event, arg):
-        if event == "call" and frame.f_code in codes and not hits:
+        if event == "call" and frame.f_code in names and not hits:
             hits.append(names[frame.f_code])
 
     previous = sys.getprofile()

@@ -9,6 +9,7 @@ case asserts its outcome and prints a row of the table at the end.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import shutil
 import zipfile
@@ -296,8 +297,8 @@ def test_a_missing_dependency_stops_grading_before_anyone_gets_zero(tmp_path):
         "            raise ModuleNotFoundError(\"No module named 'matplotlib'\")\n"
         "sys.meta_path.insert(0, Block())\n")
     spec = _spec(course)
-    spec = SandboxSpec(spec.limits, spec.readonly + (str(blocker),), spec.env + (("PYTHONPATH", str(blocker)),),
-                       cache=spec.cache)
+    spec = dataclasses.replace(spec, readonly=spec.readonly + (str(blocker),),
+                               env=spec.env + (("PYTHONPATH", str(blocker)),))
     inbox = tmp_path / "inbox"
     (inbox / "alice").mkdir(parents=True)
     nbformat.write(fixtures.fill(course, LESSON, fixtures.solution_answers(course, LESSON)), inbox / "alice" / "a.ipynb")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import copy
+import dataclasses
 import multiprocessing
 import os
 import time
@@ -156,12 +157,9 @@ def autograde(course: Course, work: list[tuple[str, str]], spec: SandboxSpec, wo
                            f"({course.db_url}) does not: pass --db postgresql://... (see the README), or use "
                            "--workers 1.")
     check_sandbox(spec)
-    cache = Path(spec.cache) if spec.cache else None
-    if cache:
-        cache.mkdir(parents=True, exist_ok=True)
     assignments = sorted(set(lessons or []) | {a for _, a in work})
     if canary:
-        warm = SandboxSpec(**{**spec.__dict__, "warm_cache": True})
+        warm = dataclasses.replace(spec, warm_cache=True)
         for assignment in assignments:
             plant_canary(course, assignment)
             row = outcome(course, assignment, CANARY, _grade_one(str(course.root), course.db_url, warm.to_json(),

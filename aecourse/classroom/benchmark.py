@@ -23,8 +23,6 @@ from .collect import collect
 def make_class(course, inbox: Path, students: int, lessons: list[str]) -> dict[tuple[str, str], float]:
     """Write the inbox; return the expected score of every (student, lesson)."""
     exercises = [(a, gid) for a in lessons for gid in fixtures.solution_answers(course, a)]
-    points = {a: {c.metadata["nbgrader"]["grade_id"]: c.metadata["nbgrader"].get("points", 0)
-                  for c in course.release(a).cells if c.metadata.get("nbgrader", {}).get("grade")} for a in lessons}
     expected = {}
     for k in range(students):
         skip = exercises[k % len(exercises)]
@@ -33,8 +31,8 @@ def make_class(course, inbox: Path, students: int, lessons: list[str]) -> dict[t
             folder = inbox / f"student{k:02d}"
             folder.mkdir(parents=True, exist_ok=True)
             nbformat.write(fixtures.fill(course, a, answers), folder / f"{a}.ipynb")
-            lost = points[a].get(f"test-{skip[1]}", 0) if skip[0] == a else 0
-            expected[(f"student{k:02d}", a)] = float(sum(points[a].values()) - lost)
+            lost = course.points(a).get(f"test-{skip[1]}", 0) if skip[0] == a else 0
+            expected[(f"student{k:02d}", a)] = sum(course.points(a).values()) - lost
     return expected
 
 

@@ -70,6 +70,12 @@ class Course:
         return frozenset(c.source.strip() for c in self.release(assignment).cells
                          if c.cell_type == "markdown" and len(c.source.strip()) > 40)
 
+    @functools.cache
+    def points(self, assignment: str) -> dict[str, float]:
+        """Points of each graded cell of a lesson, by grade id."""
+        return {c.metadata["nbgrader"]["grade_id"]: float(c.metadata["nbgrader"].get("points", 0))
+                for c in self.release(assignment).cells if c.metadata.get("nbgrader", {}).get("grade")}
+
     def pick(self, names: list[str] | None) -> list[str]:
         """The lessons named (all by default); an unknown name is an error that lists the known ones."""
         for name in names or []:

@@ -130,16 +130,12 @@ class SandboxedExecute(Execute):
         return cell, resources
 
     def _death_reason(self) -> str:
-        km = self.km
-        log = getattr(km, "workdir", None)
-        code = None
-        try:
-            code = km.provisioner.process.poll() if km and km.provisioner and km.provisioner.process else None
-        except Exception:  # a provisioner without a process: nothing more to say
-            pass
-        signal = -code if code is not None and code < 0 else code - 128 if code is not None and code > 128 else 0
-        if signal:  # bubblewrap reports a child killed by signal N as 128 + N
+        """How the kernel ended, from its process's exit status, when there is one to read."""
+        process = getattr(getattr(self.km, "provisioner", None), "process", None)
+        code = process.poll() if process is not None else None
+        if code is None:
+            return ""
+        signal = -code if code < 0 else code - 128 if code > 128 else 0  # bubblewrap reports signal N as 128 + N
+        if signal:
             return f" (killed by signal {signal}: out of memory, or stopped from outside)"
-        if code is not None:
-            return f" (exit status {code}: os._exit or a crash)"
-        return "" if log is None else " (it may have run out of memory)"
+        return f" (exit status {code}: os._exit or a crash)"

@@ -80,7 +80,7 @@ def status_rows(course: Course) -> list[dict]:
     """One row per student and lesson: score, status and every note, from the gradebook and records."""
     collected = {(r.student, r.assignment): r for r in load_rows(course, "collected", Collected)}
     graded = {(r.student, r.assignment): r for r in load_rows(course, "graded", Graded)}
-    students = sorted({s for s, _ in collected} | {s for s, _ in graded} - {CANARY})
+    students = sorted(({s for s, _ in collected} | {s for s, _ in graded}) - {CANARY})
     rows = []
     with Gradebook(course.db_url, course_id=course.course_id) as gb:
         for student in students:
@@ -119,7 +119,7 @@ def export_csv(course: Course, path: Path | None = None) -> Path:
         entry = by_student.setdefault(r["student"], {"attention": []})
         entry[r["assignment"]] = r["score"] if r["score"] != "" else 0.0
         entry["total"] = entry.get("total", 0.0) + (r["score"] or 0.0)
-        entry["max"] = entry.get("max", 0.0) + (r["max_score"] or _max_points(course, r["assignment"]))
+        entry["max"] = entry.get("max", 0.0) + (r["max_score"] or sum(course.points(r["assignment"]).values()))
         if r["status"] != "graded":
             entry["attention"].append(f"{r['assignment']}: {r['status']}")
     with path.open("w", newline="") as handle:
@@ -133,11 +133,6 @@ def export_csv(course: Course, path: Path | None = None) -> Path:
 
 def _fmt(value: float) -> str:
     return f"{value:g}"
-
-
-def _max_points(course: Course, assignment: str) -> float:
-    return float(sum(c.metadata["nbgrader"].get("points", 0) for c in course.release(assignment).cells
-                     if c.metadata.get("nbgrader", {}).get("grade")))
 
 
 def write_report(course: Course) -> tuple[Path, str]:

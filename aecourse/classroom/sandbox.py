@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import uuid
+import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -248,7 +249,7 @@ def check_sandbox(spec: SandboxSpec) -> None:
     """Start a throwaway sandbox and check its protections; raise SandboxError with the reason if not."""
     if not spec.enabled:
         return
-    workdir = prepare_workdir(SandboxSpec(spec.limits, spec.readonly, spec.env))
+    workdir = prepare_workdir(dataclasses.replace(spec, cache=""))  # no checkpoints needed for the probe
     cgroup = make_pids_cgroup(spec.limits.processes) if os.getuid() == 0 else None
     probe = ("import socket, os, aecourse\n"
              "try:\n    socket.create_connection(('1.1.1.1', 53), timeout=1); print('NETWORK')\n"
