@@ -1,5 +1,7 @@
 import math
 
+import pytest
+
 from aecourse import bench
 
 
@@ -15,3 +17,50 @@ def test_quality_benchmark_runs_end_to_end_in_fast_mode(tmp_path, capsys, monkey
     assert 0.1 < figures["knn_pixels"] <= 1.0
     for name in ("quality_reconstructions.png", "quality_vae_samples.png", "quality_vae_curves.png"):
         assert (tmp_path / name).stat().st_size > 5_000
+
+
+def _lesson_training_spec(lesson: str, name: str, monkeypatch) -> str:
+    """The cache key of the model ``name`` as lesson ``lesson`` trains it in full mode.
+
+    Runs the lesson's set-up cell, then evaluates the arguments of its ``load_or_train("name", ...)``
+    call without training anything.
+    """
+    import ast
+
+    import nbformat
+
+    from aecourse import _paths
+    from aecourse.training import cache_key
+
+    monkeypatch.setenv("AECOURSE_FAST", "0")
+    nb = nbformat.read(_paths.repo_root() / "solutions" / lesson / f"{lesson}.ipynb", as_version=4)
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    setup = next(src for src in code if "load_mnist(cfg)" in src)
+    namespace: dict = {}
+    exec(compile(setup, f"{lesson} set-up cell", "exec"), namespace)
+    for tree in map(ast.parse, (src for src in code if f'"{name}"' in src and "load_or_train" in src)):
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "load_or_train" \
+                    and isinstance(node.args[0], ast.Constant) and node.args[0].value == name:
+                make, data, cfg, objective = (eval(compile(ast.Expression(arg), lesson, "eval"), namespace)
+                                              for arg in node.args[1:5])
+                epochs = next((eval(compile(ast.Expression(k.value), lesson, "eval"), namespace)
+                               for k in node.keywords if k.arg == "epochs"), cfg.epochs)
+                return cache_key(make(), data, cfg, objective, epochs)
+    raise AssertionError(f"{lesson} does not train {name!r} with load_or_train")
+
+
+@pytest.mark.parametrize("model, lesson, name", [
+    ("cae", "02_convolutional_autoencoders", "lesson2-cae-32"),
+    ("vae", "04_variational_autoencoders", "lesson4-vae-16"),
+])
+def test_lessons_train_the_benchmarked_models_exactly_as_the_benchmark(model, lesson, name, monkeypatch):
+    from aecourse.config import Config
+    from aecourse.data import load_mnist
+    from aecourse.training import cache_key
+
+    lesson_key = _lesson_training_spec(lesson, name, monkeypatch)
+    make, objective = bench.MODELS[model]
+    cfg = Config(seed=0, epochs=bench.EPOCHS, fast=False)
+    assert cfg.epochs == 40
+    assert lesson_key == cache_key(make(), load_mnist(cfg), cfg, objective, cfg.epochs)
