@@ -42,10 +42,11 @@ def _lesson_training_spec(lesson: str, name: str, monkeypatch) -> str:
         for node in ast.walk(tree):
             if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "load_or_train" \
                     and isinstance(node.args[0], ast.Constant) and node.args[0].value == name:
-                make, data, cfg, objective = (eval(compile(ast.Expression(arg), lesson, "eval"), namespace)
-                                              for arg in node.args[1:5])
-                epochs = next((eval(compile(ast.Expression(k.value), lesson, "eval"), namespace)
-                               for k in node.keywords if k.arg == "epochs"), cfg.epochs)
+                def value(expr: ast.expr):
+                    return eval(compile(ast.Expression(expr), lesson, "eval"), namespace)
+
+                make, data, cfg, objective = map(value, node.args[1:5])
+                epochs = next((value(k.value) for k in node.keywords if k.arg == "epochs"), cfg.epochs)
                 return cache_key(make(), data, cfg, objective, epochs)
     raise AssertionError(f"{lesson} does not train {name!r} with load_or_train")
 
@@ -55,12 +56,11 @@ def _lesson_training_spec(lesson: str, name: str, monkeypatch) -> str:
     ("vae", "04_variational_autoencoders", "lesson4-vae-16"),
 ])
 def test_lessons_train_the_benchmarked_models_exactly_as_the_benchmark(model, lesson, name, monkeypatch):
-    from aecourse.config import Config
+    from aecourse.config import BENCHMARK_EPOCHS, Config
     from aecourse.data import load_mnist
     from aecourse.training import cache_key
 
     lesson_key = _lesson_training_spec(lesson, name, monkeypatch)
     make, objective = bench.MODELS[model]
-    cfg = Config(seed=0, epochs=bench.EPOCHS, fast=False)
-    assert cfg.epochs == 40
+    cfg = Config(seed=0, epochs=BENCHMARK_EPOCHS, fast=False)
     assert lesson_key == cache_key(make(), load_mnist(cfg), cfg, objective, cfg.epochs)
