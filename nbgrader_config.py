@@ -16,3 +16,7 @@ c.CourseDirectory.db_url = "sqlite:///gradebook.db"  # zero-setup default gradeb
 
 # Student copies: solutions become a stub, hidden tests are removed, outputs are cleared.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+
+# nbgrader's own autograde: up to 5 minutes a cell (its default, 30 s, is tight on a busy
+# grading machine). `python3 -m aecourse grade` sets its own limits (--cell-seconds).
+c.Execute.timeout = 300
