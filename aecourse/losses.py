@@ -5,6 +5,9 @@ Reductions, named once for every loss here:
 - ``"batch_mean"``: the mean over the batch of per-image sums (nats per image for BCE);
 - ``"pixel_mean"``: the mean over every pixel of the batch (``F.mse_loss``'s default);
 - ``"sum"``: the total over the batch.
+
+Every loss is computed in float32 (or float64 when given float64), also when the model's forward
+pass ran under bfloat16 autocast.
 """
 
 from __future__ import annotations
@@ -25,6 +28,11 @@ def _check_pair(x_hat: torch.Tensor, x: torch.Tensor) -> None:
         raise ValueError(f"expected a batch of images (B, ...), got shape {tuple(x.shape)}")
 
 
+def _float32(t: torch.Tensor) -> torch.Tensor:
+    """Half-precision tensors (from a bf16/fp16 autocast forward pass) as float32; others as they are."""
+    return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
+
+
 def _reduce(per_pixel: torch.Tensor, reduction: str) -> torch.Tensor:
     if reduction == "pixel_mean":
         return per_pixel.mean()
@@ -41,7 +49,7 @@ def _reduce(per_pixel: torch.Tensor, reduction: str) -> torch.Tensor:
 def mse(x_hat: torch.Tensor, x: torch.Tensor, reduction: str = "batch_mean") -> torch.Tensor:
     """Squared error ``(x_hat - x)^2`` reduced as named in the module docstring."""
     _check_pair(x_hat, x)
-    return _reduce((x_hat - x) ** 2, reduction)
+    return _reduce((_float32(x_hat) - _float32(x)) ** 2, reduction)
 
 
 def bce(x_hat: torch.Tensor, x: torch.Tensor, reduction: str = "batch_mean") -> torch.Tensor:
@@ -53,7 +61,9 @@ def bce(x_hat: torch.Tensor, x: torch.Tensor, reduction: str = "batch_mean") -> 
     _check_pair(x_hat, x)
     if x_hat.min() < 0 or x_hat.max() > 1:
         raise ValueError("x_hat must be probabilities in [0, 1] for BCE: end the decoder with a Sigmoid")
-    return _reduce(F.binary_cross_entropy(x_hat, x, reduction="none"), reduction)
+    with torch.autocast(x_hat.device.type, enabled=False):  # always float32 (CUDA autocast forbids BCE)
+        per_pixel = F.binary_cross_entropy(_float32(x_hat), _float32(x), reduction="none")
+    return _reduce(per_pixel, reduction)
 
 
 def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor, kind: str = "bce",
@@ -73,6 +83,7 @@ def kl_per_dimension(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """
     if mu.shape != logvar.shape or mu.dim() != 2:
         raise ValueError(f"mu and logvar must both be (B, D), got {tuple(mu.shape)} and {tuple(logvar.shape)}")
+    mu, logvar = _float32(mu), _float32(logvar)
     return 0.5 * (logvar.exp() + mu.pow(2) - logvar - 1)  # (B, D)
 
 

@@ -97,7 +97,10 @@ def throughput(repeats: int = 3, seed: int = 0, fast: bool = False) -> list[dict
     """Images per second, tutorial pipeline vs the course's, for four models; prints a table."""
     cfg = Config(seed=seed, fast=fast)
     device = cfg.torch_device
+    # Where the course's loop autocasts to bf16, also time it in float32, to show each part's share.
+    fp32 = Config(seed=seed, fast=fast, precision="fp32") if cfg.autocast_dtype is not None else None
     print(describe_device(device))
+    print(f"course loop precision: {_precision_name(cfg)}")
     data = load_mnist(cfg)
     print(f"data: {data}")
     models = {
@@ -113,22 +116,35 @@ def throughput(repeats: int = 3, seed: int = 0, fast: bool = False) -> list[dict
         for name, (make, objective) in models.items():
             seed_everything(seed)
             model = make()
-            times = {"tutorial": [], "course": []}
-            for _ in range(repeats):  # alternate the two, so drift in machine load hits both
+            times: dict[str, list[float]] = {"tutorial": [], "course": [], "fp32": []}
+            for _ in range(repeats):  # alternate the sides, so drift in machine load hits each
                 times["tutorial"].append(tutorial_epoch(model, loader, objective, device))
                 times["course"].append(course_epoch(model, data, objective, cfg))
-            tut, course = (n / statistics.median(times[k]) for k in ("tutorial", "course"))
-            rows.append({"model": name, "tutorial": tut, "course": course, "ratio": course / tut})
-            print(f"  {name}: tutorial {tut:,.0f} img/s, course {course:,.0f} img/s", flush=True)
+                if fp32 is not None:
+                    times["fp32"].append(course_epoch(model, data, objective, fp32))
+            row = {"model": name, **{k: n / statistics.median(v) for k, v in times.items() if v}}
+            row["ratio"] = row["course"] / row["tutorial"]
+            rows.append(row)
+            extra = f" (float32: {row['fp32']:,.0f})" if "fp32" in row else ""
+            print(f"  {name}: tutorial {row['tutorial']:,.0f} img/s, course {row['course']:,.0f} img/s{extra}",
+                  flush=True)
     target = TARGET_TRAIN_RATIO if device.type == "cpu" else 5.0
     print(f"\nTraining throughput on {device.type} ({torch.get_num_threads()} threads), batch {SEED_BATCH}, "
           f"{n:,} images per epoch, median of {repeats}")
-    print("| model | tutorial pipeline (img/s) | course (img/s) | ratio | target | met |")
-    print("|---|---|---|---|---|---|")
+    fp32_head, fp32_rule = (" course, float32 (img/s) | ratio |", "---|---|") if fp32 is not None else ("", "")
+    print(f"| model | tutorial pipeline (img/s) |{fp32_head} course, {_precision_name(cfg)} (img/s) | ratio | "
+          "target | met |")
+    print(f"|---|---|{fp32_rule}---|---|---|---|")
     for r in rows:
-        print(f"| {r['model']} | {r['tutorial']:,.0f} | {r['course']:,.0f} | {r['ratio']:.2f}x | "
+        fp32_cells = f" {r['fp32']:,.0f} | {r['fp32'] / r['tutorial']:.2f}x |" if "fp32" in r else ""
+        print(f"| {r['model']} | {r['tutorial']:,.0f} |{fp32_cells} {r['course']:,.0f} | {r['ratio']:.2f}x | "
               f">= {target:.0f}x | {'yes' if r['ratio'] >= target else 'NO'} |")
     return rows
+
+
+def _precision_name(cfg: Config) -> str:
+    dtype = cfg.autocast_dtype
+    return "float32" if dtype is None else f"{str(dtype).removeprefix('torch.')} autocast"
 
 
 def tsne(n: int = 10_000, repeats: int = 3, seed: int = 0) -> dict[str, float]:

@@ -1,11 +1,13 @@
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from aecourse import config
-from aecourse.config import Config, describe_device, fast_mode, resolve_device, seed_everything
+from aecourse.config import (Config, describe_device, fast_mode, resolve_device, resolve_precision,
+                             seed_everything)
 
 
 @pytest.mark.parametrize("env, expected", [
@@ -60,3 +62,38 @@ def test_seed_everything_makes_all_generators_repeat():
     seed_everything(124)
     assert draw() != first
     assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+
+
+@pytest.mark.parametrize("native, device, precision, expected", [
+    (True, "cpu", "auto", torch.bfloat16),  # a CPU with bf16 instructions
+    (False, "cpu", "auto", None),  # one without them: float32
+    (True, "cuda", "auto", None),  # GPUs and Apple chips keep float32 unless asked
+    (True, "mps", "auto", None),
+    (False, "cpu", "bf16", torch.bfloat16),  # asked for: any device
+    (False, "cuda", "bf16", torch.bfloat16),
+    (True, "cpu", "fp32", None),
+])
+def test_precision_auto_picks_bf16_only_on_cpus_with_bf16_instructions(monkeypatch, native, device, precision,
+                                                                        expected):
+    monkeypatch.setattr(config, "native_bf16_cpu", lambda: native)
+    assert resolve_precision(precision, torch.device(device)) == expected
+
+
+def test_precision_reads_the_environment_and_rejects_unknown_names(monkeypatch):
+    monkeypatch.setenv("AECOURSE_PRECISION", "fp32")
+    assert Config().precision == "fp32" and Config(device="cpu").autocast_dtype is None
+    monkeypatch.setenv("AECOURSE_PRECISION", "BF16 ")
+    assert Config().precision == "bf16"
+    monkeypatch.setenv("AECOURSE_PRECISION", "half")
+    with pytest.raises(ValueError, match="AECOURSE_PRECISION"):
+        Config()
+    with pytest.raises(ValueError, match="precision must be one of"):
+        resolve_precision("fp16", torch.device("cpu"))
+
+
+def test_native_bf16_detection_agrees_with_the_cpu_flags():
+    flags = Path("/proc/cpuinfo")
+    if not flags.exists():
+        pytest.skip("no /proc/cpuinfo on this system to compare with")
+    words = set(flags.read_text().split())
+    assert config.native_bf16_cpu() == bool(words & {"avx512_bf16", "amx_bf16"})

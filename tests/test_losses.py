@@ -107,3 +107,17 @@ def test_kl_per_dimension_sums_to_the_kl():
     oracle = kl_divergence(Normal(mu, torch.exp(0.5 * logvar)), Normal(0.0, 1.0))
     assert per_dim.shape == (5, 6) and torch.allclose(per_dim, oracle, atol=1e-5)
     assert torch.allclose(per_dim.sum(1), gaussian_kl(mu, logvar))
+
+
+def test_losses_of_bfloat16_outputs_are_computed_in_float32():
+    """Under bf16 autocast the model's outputs are bfloat16; every loss still sums in float32."""
+    x_hat, mu, logvar = X_HAT.bfloat16(), torch.randn(6, 4).bfloat16(), torch.randn(6, 4).bfloat16()
+    for ours in (mse, bce):
+        value = ours(x_hat, X, "batch_mean")
+        assert value.dtype == torch.float32
+        assert torch.equal(value, ours(x_hat.float(), X, "batch_mean"))
+    kl = gaussian_kl(mu, logvar)
+    assert kl.dtype == torch.float32 and torch.equal(kl, gaussian_kl(mu.float(), logvar.float()))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert bce(x_hat, X).dtype == torch.float32
+    assert mse(X_HAT.double(), X.double()).dtype == torch.float64  # float64 is left as it is
