@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from aecourse import latent, losses, plotting
-from aecourse.config import BENCHMARK_EPOCHS, Config, describe_device, seed_everything
+from aecourse.config import BENCHMARK_EPOCHS, Config, describe_device, precision_name, seed_everything
 from aecourse.data import load_mnist
 from aecourse.models import ConvAE, ConvVAE
 from aecourse.training import AEObjective, VAEObjective, evaluate, fit
@@ -43,6 +43,7 @@ def quality(fast: bool = False, out: Path | None = None, seed: int = 0) -> dict[
     """Train and score the CAE and the VAE; print a Markdown table; return the figures."""
     cfg = Config(seed=seed, epochs=BENCHMARK_EPOCHS, fast=fast)  # batch 64, Adam 1e-3; fast mode caps epochs
     print(describe_device(cfg.device))
+    print(f"training precision: {precision_name(cfg)}")
     data = load_mnist(cfg)
     print(f"data: {data}")
     device = cfg.torch_device
@@ -135,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fast", action="store_true", help="tiny run to check the benchmark itself")
     parser.add_argument("--out", type=Path, default=None, help="folder for the figures (PNG; quality only)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repeats", type=int, default=3, help="runs per figure (speed, tsne); the median is shown")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="runs per figure, the median is shown (default: speed 5 epochs a side, tsne 3)")
     parser.add_argument("--lesson", default="04_variational_autoencoders", help="the lesson run in full mode (course)")
     parser.add_argument("--students", type=int, default=20, help="generated submissions (grading)")
     args = parser.parse_args(argv)
@@ -144,9 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.name == "quality":
         quality(fast=args.fast, out=args.out, seed=args.seed)
     elif args.name == "speed":
-        speed.throughput(repeats=args.repeats, seed=args.seed, fast=args.fast)
+        speed.throughput(repeats=args.repeats or 5, seed=args.seed, fast=args.fast)
     elif args.name == "tsne":
-        speed.tsne(n=1_000 if args.fast else 10_000, repeats=args.repeats, seed=args.seed)
+        speed.tsne(n=1_000 if args.fast else 10_000, repeats=args.repeats or 3, seed=args.seed)
     elif args.name == "widgets":
         speed.widget_latency(moves=10 if args.fast else 60, seed=args.seed)
     elif args.name == "course":

@@ -109,6 +109,12 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
+def precision_name(cfg: Config) -> str:
+    """How ``fit`` computes under ``cfg``: ``"float32"`` or ``"bfloat16 autocast"``."""
+    dtype = cfg.autocast_dtype
+    return "float32" if dtype is None else f"{str(dtype).removeprefix('torch.')} autocast"
+
+
 def describe_device(device: torch.device | str = "auto") -> str:
     """A one-line description of the device, with a hint when it is the CPU."""
     device = resolve_device(device) if isinstance(device, str) else device

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from aecourse import latent
-from aecourse.config import Config, describe_device, seed_everything
+from aecourse.config import Config, describe_device, precision_name, seed_everything
 from aecourse.data import Dataset, load_mnist
 from aecourse.models import ConvAE, ConvVAE, NoBottleneckCAE
 from aecourse.training import AEObjective, Objective, VAEObjective, fit
@@ -93,14 +93,14 @@ def course_epoch(model: nn.Module, data: Dataset, objective: Objective, cfg: Con
     return fit(model, data, cfg, objective, epochs=1, batch_size=SEED_BATCH, progress=False).seconds[0]
 
 
-def throughput(repeats: int = 3, seed: int = 0, fast: bool = False) -> list[dict]:
+def throughput(repeats: int = 5, seed: int = 0, fast: bool = False) -> list[dict]:
     """Images per second, tutorial pipeline vs the course's, for four models; prints a table."""
     cfg = Config(seed=seed, fast=fast)
     device = cfg.torch_device
     # Where the course's loop autocasts to bf16, also time it in float32, to show each part's share.
     fp32 = Config(seed=seed, fast=fast, precision="fp32") if cfg.autocast_dtype is not None else None
     print(describe_device(device))
-    print(f"course loop precision: {_precision_name(cfg)}")
+    print(f"course loop precision: {precision_name(cfg)}")
     data = load_mnist(cfg)
     print(f"data: {data}")
     models = {
@@ -132,7 +132,7 @@ def throughput(repeats: int = 3, seed: int = 0, fast: bool = False) -> list[dict
     print(f"\nTraining throughput on {device.type} ({torch.get_num_threads()} threads), batch {SEED_BATCH}, "
           f"{n:,} images per epoch, median of {repeats}")
     fp32_head, fp32_rule = (" course, float32 (img/s) | ratio |", "---|---|") if fp32 is not None else ("", "")
-    print(f"| model | tutorial pipeline (img/s) |{fp32_head} course, {_precision_name(cfg)} (img/s) | ratio | "
+    print(f"| model | tutorial pipeline (img/s) |{fp32_head} course, {precision_name(cfg)} (img/s) | ratio | "
           "target | met |")
     print(f"|---|---|{fp32_rule}---|---|---|---|")
     for r in rows:
@@ -141,10 +141,6 @@ def throughput(repeats: int = 3, seed: int = 0, fast: bool = False) -> list[dict
               f">= {target:.0f}x | {'yes' if r['ratio'] >= target else 'NO'} |")
     return rows
 
-
-def _precision_name(cfg: Config) -> str:
-    dtype = cfg.autocast_dtype
-    return "float32" if dtype is None else f"{str(dtype).removeprefix('torch.')} autocast"
 
 
 def tsne(n: int = 10_000, repeats: int = 3, seed: int = 0) -> dict[str, float]:

@@ -97,3 +97,9 @@ def test_native_bf16_detection_agrees_with_the_cpu_flags():
         pytest.skip("no /proc/cpuinfo on this system to compare with")
     words = set(flags.read_text().split())
     assert config.native_bf16_cpu() == bool(words & {"avx512_bf16", "amx_bf16"})
+
+
+def test_precision_name_says_how_fit_computes(monkeypatch):
+    monkeypatch.setattr(config, "native_bf16_cpu", lambda: True)
+    assert config.precision_name(Config(device="cpu", precision="auto")) == "bfloat16 autocast"
+    assert config.precision_name(Config(device="cpu", precision="fp32")) == "float32"
