@@ -146,9 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.name == "quality":
         quality(fast=args.fast, out=args.out, seed=args.seed)
     elif args.name == "speed":
-        speed.throughput(repeats=args.repeats or 5, seed=args.seed, fast=args.fast)
+        speed.throughput(repeats=args.repeats or speed.THROUGHPUT_REPEATS, seed=args.seed, fast=args.fast)
     elif args.name == "tsne":
-        speed.tsne(n=1_000 if args.fast else 10_000, repeats=args.repeats or 3, seed=args.seed)
+        speed.tsne(n=1_000 if args.fast else 10_000, repeats=args.repeats or speed.TSNE_REPEATS, seed=args.seed)
     elif args.name == "widgets":
         speed.widget_latency(moves=10 if args.fast else 60, seed=args.seed)
     elif args.name == "course":

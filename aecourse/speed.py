@@ -35,6 +35,7 @@ from aecourse.training import AEObjective, Objective, VAEObjective, fit
 TARGET_TRAIN_RATIO = 2.0  # course loop vs tutorial pipeline, CPU (5.0 on a GPU)
 TARGET_TSNE_RATIO, TSNE_TRUST_SLACK = 3.0, 0.01
 SEED_BATCH = 128  # the tutorial pipeline's batch size, used by both sides
+THROUGHPUT_REPEATS, TSNE_REPEATS = 5, 3  # runs per figure; each figure is their median
 
 
 class ExamplesVAE(nn.Module):
@@ -93,7 +94,7 @@ def course_epoch(model: nn.Module, data: Dataset, objective: Objective, cfg: Con
     return fit(model, data, cfg, objective, epochs=1, batch_size=SEED_BATCH, progress=False).seconds[0]
 
 
-def throughput(repeats: int = 5, seed: int = 0, fast: bool = False) -> list[dict]:
+def throughput(repeats: int = THROUGHPUT_REPEATS, seed: int = 0, fast: bool = False) -> list[dict]:
     """Images per second, tutorial pipeline vs the course's, for four models; prints a table."""
     cfg = Config(seed=seed, fast=fast)
     device = cfg.torch_device
@@ -142,8 +143,7 @@ def throughput(repeats: int = 5, seed: int = 0, fast: bool = False) -> list[dict
     return rows
 
 
-
-def tsne(n: int = 10_000, repeats: int = 3, seed: int = 0) -> dict[str, float]:
+def tsne(n: int = 10_000, repeats: int = TSNE_REPEATS, seed: int = 0) -> dict[str, float]:
     """Time ``latent.tsne_2d`` against scikit-learn's default ``TSNE`` on ``n`` codes; prints a table."""
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE, trustworthiness
