@@ -58,9 +58,7 @@ class Config:
 
     def __post_init__(self) -> None:
         self.data_dir, self.cache_dir = Path(self.data_dir), Path(self.cache_dir)
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r} "
-                             f"(check ${PRECISION_ENV} if you did not set it)")
+        check_precision(self.precision, f" (check ${PRECISION_ENV} if you did not set it)")
         if self.fast:
             self.epochs = min(self.epochs, FAST_EPOCHS)
             self.n_train = min(self.n_train or FAST_TRAIN, FAST_TRAIN)
@@ -77,6 +75,12 @@ class Config:
         return resolve_precision(self.precision, self.torch_device)
 
 
+def check_precision(precision: str, hint: str = "") -> None:
+    """Raise ``ValueError`` (ending with ``hint``) unless ``precision`` is one of ``PRECISIONS``."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}{hint}")
+
+
 def native_bf16_cpu() -> bool:
     """True when this CPU has bfloat16 instructions (AVX512-BF16 or AMX), so oneDNN runs bf16 fast."""
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu, torch >= 2.3
@@ -88,10 +92,10 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
 
     ``"auto"`` picks bfloat16 only on a CPU with native bfloat16 instructions: there a training
     step of the course's convolutional models is 1.2-1.5 times as fast (``bench speed``), while
-    weights, optimiser state and losses stay float32. Elsewhere (GPUs, Apple chips, other CPUs) ``"auto"`` is float32.
+    weights, optimiser state and losses stay float32. Elsewhere (GPUs, Apple chips, other CPUs)
+    ``"auto"`` is float32.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    check_precision(precision)
     if precision == "bf16" or (precision == "auto" and device.type == "cpu" and native_bf16_cpu()):
         return torch.bfloat16
     return None
