@@ -16,6 +16,7 @@ FAST_ENV = "AECOURSE_FAST"  # "1" shrinks data and epochs so a notebook runs in 
 NBGRADER_ENV = "NBGRADER_EXECUTION"  # set by nbgrader while it executes a notebook
 PRECISION_ENV = "AECOURSE_PRECISION"  # "fp32", "bf16" or "auto": overrides Config.precision's default
 PRECISIONS = ("auto", "fp32", "bf16")
+LR_SCHEDULES = ("constant", "cosine")
 FAST_TRAIN, FAST_TEST, FAST_EPOCHS = 2_000, 500, 2  # what fast mode shrinks to
 # Epochs of the models that ``python3 -m aecourse bench quality`` scores; lessons 2 and 4 train the
 # same models (ConvAE(32), ConvVAE(16)) for as long, so they reach the benchmark's figures.
@@ -47,6 +48,8 @@ class Config:
     epochs: int = 10  # passes over the training images
     batch_size: int = 64  # images per optimiser step
     lr: float = 1e-3  # Adam learning rate
+    # "constant", or "cosine": from lr down to 0 over the steps of one ``fit`` (half a cosine wave)
+    lr_schedule: str = "constant"
     n_train: int | None = None  # training images to use (None = all)
     n_test: int | None = None  # held-out images to use (None = all)
     data_dir: Path = field(default_factory=_paths.default_data_dir)  # dataset downloads
@@ -59,6 +62,8 @@ class Config:
     def __post_init__(self) -> None:
         self.data_dir, self.cache_dir = Path(self.data_dir), Path(self.cache_dir)
         check_precision(self.precision, f" (check ${PRECISION_ENV} if you did not set it)")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.fast:
             self.epochs = min(self.epochs, FAST_EPOCHS)
             self.n_train = min(self.n_train or FAST_TRAIN, FAST_TRAIN)

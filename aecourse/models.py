@@ -17,12 +17,34 @@ IMAGE_SHAPE = (1, 28, 28)
 N_PIXELS = 28 * 28
 
 
-def conv_encoder(channels: tuple[int, int] = (32, 64)) -> nn.Sequential:
-    """Conv + ReLU + MaxPool twice: ``(B, 1, 28, 28) -> (B, c2 * 7 * 7)``."""
+ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU}  # the hidden layers' nonlinearity, by name
+
+
+def _activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {', '.join(map(repr, ACTIVATIONS))}, got {name!r}")
+    return ACTIVATIONS[name](inplace=True)
+
+
+def _convs(c: int, n: int, activation: str) -> list[nn.Module]:
+    """``n`` 3x3 convolutions ``c -> c`` at one resolution, each followed by the activation."""
+    if n < 0:
+        raise ValueError(f"depth is the number of convolutions at each resolution, at least 1; got {n + 1}")
+    return [layer for _ in range(n) for layer in (nn.Conv2d(c, c, 3, padding=1), _activation(activation))]
+
+
+def conv_encoder(channels: tuple[int, int] = (32, 64), activation: str = "relu", depth: int = 1) -> nn.Sequential:
+    """Conv + activation + MaxPool twice: ``(B, 1, 28, 28) -> (B, c2 * 7 * 7)``.
+
+    ``depth`` convolutions at each resolution (the first changes the channels), each followed by
+    ``activation`` ("relu" or "silu").
+    """
     c1, c2 = channels
     return nn.Sequential(
-        nn.Conv2d(1, c1, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),  # (B, c1, 14, 14)
-        nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),  # (B, c2, 7, 7)
+        nn.Conv2d(1, c1, 3, padding=1), _activation(activation), *_convs(c1, depth - 1, activation),
+        nn.MaxPool2d(2),  # (B, c1, 14, 14)
+        nn.Conv2d(c1, c2, 3, padding=1), _activation(activation), *_convs(c2, depth - 1, activation),
+        nn.MaxPool2d(2),  # (B, c2, 7, 7)
         nn.Flatten(),  # (B, c2 * 49)
     )
 
@@ -36,13 +58,17 @@ def _upsample(c_in: int, c_out: int, mode: str) -> nn.Sequential:
     raise ValueError(f"upsample must be 'transpose' or 'nearest', got {mode!r}")
 
 
-def conv_decoder(channels: tuple[int, int] = (32, 64), upsample: str = "transpose") -> nn.Sequential:
-    """The encoder's mirror: ``(B, c2 * 7 * 7) -> (B, 1, 28, 28)`` in [0, 1]."""
+def conv_decoder(channels: tuple[int, int] = (32, 64), upsample: str = "transpose", activation: str = "relu",
+                 depth: int = 1) -> nn.Sequential:
+    """The encoder's mirror: ``(B, c2 * 7 * 7) -> (B, 1, 28, 28)`` in [0, 1].
+
+    Before each upsampling, ``depth - 1`` more 3x3 convolutions at that resolution.
+    """
     c1, c2 = channels
     return nn.Sequential(
-        nn.Unflatten(1, (c2, 7, 7)),
-        _upsample(c2, c1, upsample), nn.ReLU(inplace=True),  # (B, c1, 14, 14)
-        _upsample(c1, c1 // 2, upsample), nn.ReLU(inplace=True),  # (B, c1/2, 28, 28)
+        nn.Unflatten(1, (c2, 7, 7)), *_convs(c2, depth - 1, activation),
+        _upsample(c2, c1, upsample), _activation(activation), *_convs(c1, depth - 1, activation),  # (B, c1, 14, 14)
+        _upsample(c1, c1 // 2, upsample), _activation(activation),  # (B, c1/2, 28, 28)
         nn.Conv2d(c1 // 2, 1, 3, padding=1), nn.Sigmoid(),  # (B, 1, 28, 28)
     )
 
@@ -155,21 +181,29 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | N
     return mu + torch.exp(0.5 * logvar) * eps  # (B, D)
 
 
+VAE_OPTION_DEFAULTS = {"n_classes": 0, "activation": "relu", "depth": 1}
+
+
 class ConvVAE(nn.Module):
-    """Convolutional VAE: ``encode -> (mu, logvar)``, ``reparameterize``, ``decode``, ``sample``."""
+    """Convolutional VAE: ``encode -> (mu, logvar)``, ``reparameterize``, ``decode``, ``sample``.
+
+    By default the encoder and decoder are those of ``ConvAE``; ``activation="silu"`` and
+    ``depth=2`` (two convolutions at each resolution) give the deeper model of ``bench quality``.
+    """
 
     def __init__(self, latent_dim: int = 16, channels: tuple[int, int] = (32, 64),
-                 upsample: str = "transpose", n_classes: int = 0) -> None:
+                 upsample: str = "transpose", n_classes: int = 0, activation: str = "relu", depth: int = 1) -> None:
         super().__init__()
         self.hparams = {"latent_dim": latent_dim, "channels": tuple(channels), "upsample": upsample}
-        if n_classes:
-            self.hparams["n_classes"] = n_classes
+        options = {"n_classes": n_classes, "activation": activation, "depth": depth}
+        # only the options that differ from the defaults, so earlier checkpoints and cache keys stay valid
+        self.hparams.update({k: v for k, v in options.items() if v != VAE_OPTION_DEFAULTS[k]})
         self.latent_dim, self.n_classes = latent_dim, n_classes
         features = channels[1] * 7 * 7
-        self.features = conv_encoder(channels)
+        self.features = conv_encoder(channels, activation, depth)
         self.to_stats = nn.Linear(features + n_classes, 2 * latent_dim)  # -> (mu, logvar)
-        self.decoder = nn.Sequential(nn.Linear(latent_dim + n_classes, features), nn.ReLU(inplace=True),
-                                     conv_decoder(channels, upsample))
+        self.decoder = nn.Sequential(nn.Linear(latent_dim + n_classes, features), _activation(activation),
+                                     conv_decoder(channels, upsample, activation, depth))
 
     def _condition(self, h: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         if not self.n_classes:

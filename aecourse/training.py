@@ -97,8 +97,9 @@ def fit(model: nn.Module, data: Dataset, cfg: Config | None = None, objective: O
         progress: bool = True, history: History | None = None) -> History:
     """Train ``model`` on ``data.train_x`` with Adam, evaluating on ``data.test_x`` after each epoch.
 
-    Unset arguments come from ``cfg``. Data is moved to the model's device once; batches are
-    slices of it. Where ``cfg.precision`` resolves to bfloat16 (by default, a CPU with bfloat16
+    Unset arguments come from ``cfg``; with ``cfg.lr_schedule == "cosine"`` the learning rate
+    falls from ``lr`` to 0 along half a cosine over the steps of this call. Data is moved to the
+    model's device once; batches are slices of it. Where ``cfg.precision`` resolves to bfloat16 (by default, a CPU with bfloat16
     instructions), convolutions and matrix products run under bf16 autocast; weights, gradients,
     Adam's state and the losses stay float32. Returns the ``History`` (extended in place when one
     is given).
@@ -113,6 +114,9 @@ def fit(model: nn.Module, data: Dataset, cfg: Config | None = None, objective: O
     data = data.to(device)
     batches = Batches(data.train_x, data.train_y, batch_size, shuffle=True, seed=cfg.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    # cosine: step t of T uses lr * (1 + cos(pi t / T)) / 2 (Loshchilov & Hutter, 2017, without restarts)
+    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * len(batches))
+                 if cfg.lr_schedule == "cosine" else None)
     autocast_dtype = cfg.autocast_dtype  # bf16 on CPUs with bf16 instructions (see Config.precision)
     history = history if history is not None else History()
     bar = tqdm(total=epochs * len(batches), desc=type(model).__name__, unit="batch", disable=not progress)
@@ -126,6 +130,8 @@ def fit(model: nn.Module, data: Dataset, cfg: Config | None = None, objective: O
                 optimizer.zero_grad(set_to_none=True)
                 terms["loss"].backward()
                 optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
                 for key, value in terms.items():
                     totals[key] = totals.get(key, 0) + value.detach() * len(x)
                 bar.update()
@@ -190,6 +196,8 @@ def cache_key(model: nn.Module, data: Dataset, cfg: Config, objective: Objective
         "epochs": epochs, "lr": cfg.lr, "batch_size": cfg.batch_size, "seed": cfg.seed,
         "precision": str(cfg.autocast_dtype or torch.float32), "format": CHECKPOINT_FORMAT,
     }
+    if cfg.lr_schedule != "constant":  # only when set, so the keys of earlier checkpoints stay valid
+        spec["lr_schedule"] = cfg.lr_schedule
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 

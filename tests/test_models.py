@@ -37,6 +37,40 @@ def test_conv_encoder_output_size_arithmetic():
     assert features.shape == (5, 16 * 7 * 7)  # 28 -> pool -> 14 -> pool -> 7
 
 
+@pytest.mark.parametrize("depth", [1, 2, 3])
+@pytest.mark.parametrize("activation", ["relu", "silu"])
+def test_deeper_vae_stacks_convolutions_at_each_resolution(activation, depth):
+    model = ConvVAE(32, upsample="nearest", activation=activation, depth=depth)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    # encoder: depth per resolution (2); decoder: (depth - 1) per resolution + 2 upsampling convs + the output conv
+    assert len(convs) == 2 * depth + 2 * (depth - 1) + 3
+    kind = {"relu": nn.ReLU, "silu": nn.SiLU}[activation]
+    other = {"relu": nn.SiLU, "silu": nn.ReLU}[activation]
+    # one after every convolution but the output one, and one after the decoder's first Linear
+    assert sum(isinstance(m, kind) for m in model.modules()) == len(convs)
+    assert not any(isinstance(m, other) for m in model.modules())
+    x_hat, mu, logvar = model(X)
+    assert x_hat.shape == X.shape and mu.shape == logvar.shape == (5, 32)
+    assert 0 <= x_hat.min() and x_hat.max() <= 1
+
+
+def test_vae_hparams_name_only_the_options_that_differ_from_the_defaults():
+    assert ConvVAE(16).hparams == {"latent_dim": 16, "channels": (32, 64), "upsample": "transpose"}
+    deep = ConvVAE(32, upsample="nearest", activation="silu", depth=2)
+    assert deep.hparams == {"latent_dim": 32, "channels": (32, 64), "upsample": "nearest",
+                            "activation": "silu", "depth": 2}
+    twin = build_model("ConvVAE", **deep.hparams)
+    twin.load_state_dict(deep.state_dict())  # same layers, same names
+    assert torch.equal(twin.eval().reconstruct(X), deep.eval().reconstruct(X))
+
+
+def test_vae_options_reject_what_they_cannot_build():
+    with pytest.raises(ValueError, match="at least 1; got 0"):
+        ConvVAE(16, depth=0)
+    with pytest.raises(ValueError, match="activation must be one of 'relu', 'silu', got 'tanh'"):
+        ConvVAE(16, activation="tanh")
+
+
 @pytest.mark.parametrize("latent_dim", [2, 16])
 @pytest.mark.parametrize("cls", [ConvVAE, ConditionalVAE])
 def test_vaes_return_reconstruction_mu_logvar(cls, latent_dim):

@@ -110,6 +110,38 @@ def test_cache_key_changes_with_what_decides_training(small_data, cfg):
     assert fp32_key != training.cache_key(model, small_data, cfg, AEObjective(), 3)
 
 
+def test_cache_key_names_the_lr_schedule_only_when_it_is_not_constant(small_data, cfg):
+    model = MAKERS["ConvAE"]()
+    constant = training.cache_key(model, small_data, cfg, AEObjective(), 3)
+    cfg.lr_schedule = "cosine"
+    assert training.cache_key(model, small_data, cfg, AEObjective(), 3) != constant
+
+
+def test_cosine_schedule_follows_the_closed_form_step_by_step(small_data, cfg):
+    import math
+
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    cfg.lr, cfg.lr_schedule = 2e-3, "cosine"
+    used = []  # the learning rate of every optimiser step, read just before it
+    handle = register_optimizer_step_pre_hook(lambda opt, args, kwargs: used.append(opt.param_groups[0]["lr"]))
+    try:
+        fit(MAKERS["DenseAE"](), small_data, cfg, epochs=3, batch_size=64, progress=False)
+    finally:
+        handle.remove()
+    steps = 3 * math.ceil(len(small_data.train_x) / 64)
+    expected = [2e-3 * (1 + math.cos(math.pi * t / steps)) / 2 for t in range(steps)]
+    assert used == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    assert used[0] == 2e-3 and used[-1] < 2e-3 / 100  # from lr down to almost 0
+
+
+def test_config_rejects_an_unknown_lr_schedule():
+    from aecourse.config import Config
+
+    with pytest.raises(ValueError, match="lr_schedule must be one of"):
+        Config(lr_schedule="step")
+
+
 def test_corrupt_cache_is_moved_aside_and_retrained(small_data, cfg):
     make = MAKERS["ConvAE"]
     load_or_train("cae", make, small_data, cfg, epochs=1, progress=False)
