@@ -158,7 +158,7 @@ def quality(fast: bool = False, out: Path | None = None, seed: int = 0) -> dict[
 
 
 BENCHMARKS = {
-    "quality": "held-out quality of the CAE and VAE against PCA and the targets",
+    "quality": "held-out quality of the CAE and the two VAEs against PCA and the targets",
     "speed": "training images/s, tutorial DataLoader pipeline vs the course's loop",
     "tsne": "t-SNE of 10,000 codes, the course's method vs scikit-learn (time and trustworthiness)",
     "widgets": "milliseconds per slider move for every latent-space explorer",
