@@ -7,6 +7,8 @@ its constructor arguments in ``hparams`` so a checkpoint can rebuild it.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -181,9 +183,6 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | N
     return mu + torch.exp(0.5 * logvar) * eps  # (B, D)
 
 
-VAE_OPTION_DEFAULTS = {"n_classes": 0, "activation": "relu", "depth": 1}
-
-
 class ConvVAE(nn.Module):
     """Convolutional VAE: ``encode -> (mu, logvar)``, ``reparameterize``, ``decode``, ``sample``.
 
@@ -196,8 +195,9 @@ class ConvVAE(nn.Module):
         super().__init__()
         self.hparams = {"latent_dim": latent_dim, "channels": tuple(channels), "upsample": upsample}
         options = {"n_classes": n_classes, "activation": activation, "depth": depth}
+        defaults = inspect.signature(ConvVAE.__init__).parameters
         # only the options that differ from the defaults, so earlier checkpoints and cache keys stay valid
-        self.hparams.update({k: v for k, v in options.items() if v != VAE_OPTION_DEFAULTS[k]})
+        self.hparams.update({k: v for k, v in options.items() if v != defaults[k].default})
         self.latent_dim, self.n_classes = latent_dim, n_classes
         features = channels[1] * 7 * 7
         self.features = conv_encoder(channels, activation, depth)
