@@ -99,10 +99,10 @@ def fit(model: nn.Module, data: Dataset, cfg: Config | None = None, objective: O
 
     Unset arguments come from ``cfg``; with ``cfg.lr_schedule == "cosine"`` the learning rate
     falls from ``lr`` to 0 along half a cosine over the steps of this call. Data is moved to the
-    model's device once; batches are slices of it. Where ``cfg.precision`` resolves to bfloat16 (by default, a CPU with bfloat16
-    instructions), convolutions and matrix products run under bf16 autocast; weights, gradients,
-    Adam's state and the losses stay float32. Returns the ``History`` (extended in place when one
-    is given).
+    model's device once; batches are slices of it. Where ``cfg.precision`` resolves to bfloat16
+    (by default, a CPU with bfloat16 instructions), convolutions and matrix products run under
+    bf16 autocast; weights, gradients, Adam's state and the losses stay float32. Returns the
+    ``History`` (extended in place when one is given).
     """
     cfg = cfg or Config()
     epochs = cfg.epochs if epochs is None else epochs
