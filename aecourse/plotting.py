@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from aecourse.data import check_images
 
 DIGIT_COLORS = "tab10"  # one colour per class in every latent scatter
+ZOOM_MIN_EPOCHS = 8  # loss_curves adds a zoomed panel of the later epochs from this many epochs on
 
 
 def set_style() -> None:
@@ -89,16 +90,32 @@ def latent_scatter(points: np.ndarray | torch.Tensor, labels: np.ndarray | torch
 
 
 def loss_curves(histories: dict, key: str = "loss", title: str = "Training curves",
-                ylabel: str = "loss per image") -> Figure:
-    """Train (solid) and held-out (dashed) ``key`` per epoch for each named ``History``."""
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for i, (name, history) in enumerate(histories.items()):
-        color = plt.get_cmap("tab10")(i)
-        epochs = np.arange(1, len(history) + 1)
-        ax.plot(epochs, history.series("train", key), "-o", color=color, ms=3, label=f"{name} (train)")
-        ax.plot(epochs, history.series("test", key), "--", color=color, label=f"{name} (held-out)")
-    ax.set(title=title, xlabel="epoch", ylabel=ylabel)
-    ax.legend()
+                ylabel: str = "loss per image", zoom_from: int = ZOOM_MIN_EPOCHS) -> Figure:
+    """Train (solid) and held-out (dashed) ``key`` per epoch for each named ``History``.
+
+    The first epochs' losses are often several times the last ones, which flattens the part worth
+    reading (the gap between train and held-out). With ``zoom_from`` epochs or more, a second panel
+    shows the last three quarters of the epochs on their own scale; ``zoom_from=0`` never zooms.
+    """
+    n = max((len(history) for history in histories.values()), default=0)
+    start = n // 4 + 1  # the zoomed panel's first epoch
+    zoom = bool(zoom_from) and n >= zoom_from
+    fig, axes = plt.subplots(1, 2 if zoom else 1, figsize=(11, 4) if zoom else (7, 4), squeeze=False)
+    panels = [(axes[0, 0], 1)] + ([(axes[0, 1], start)] if zoom else [])
+    for ax, first in panels:
+        for i, (name, history) in enumerate(histories.items()):
+            color = plt.get_cmap("tab10")(i)
+            epochs = np.arange(1, len(history) + 1)[first - 1:]
+            ax.plot(epochs, history.series("train", key)[first - 1:], "-o", color=color, ms=3, label=f"{name} (train)")
+            ax.plot(epochs, history.series("test", key)[first - 1:], "--", color=color, label=f"{name} (held-out)")
+        ax.set(xlabel="epoch", ylabel=ylabel)
+    axes[0, 0].legend()
+    if zoom:
+        axes[0, 0].set_title("all epochs")
+        axes[0, 1].set_title(f"epochs {start}–{n}, zoomed in")
+        fig.suptitle(title, fontweight="bold")
+    else:
+        axes[0, 0].set_title(title)
     fig.tight_layout()
     return fig
 

@@ -63,6 +63,18 @@ def test_loss_curves_draw_train_and_held_out():
     assert list(ax.lines[1].get_ydata()) == [3.5, 2.5]
 
 
+def test_loss_curves_zoom_into_the_later_epochs():
+    train = [{"loss": 270.0}] + [{"loss": 100.0 + 10.0 / e} for e in range(2, 41)]
+    test = [{"loss": 200.0}] + [{"loss": 104.0 + 10.0 / e} for e in range(2, 41)]
+    fig = plotting.loss_curves({"VAE": History(train=train, test=test)}, title="NELBO")
+    full, zoomed = fig.axes
+    assert fig._suptitle.get_text() == "NELBO" and zoomed.get_title() == "epochs 11–40, zoomed in"
+    assert list(zoomed.lines[0].get_xdata()) == list(range(11, 41))
+    assert list(zoomed.lines[1].get_ydata()) == [104.0 + 10.0 / e for e in range(11, 41)]
+    assert full.get_ylim()[1] > 270 and zoomed.get_ylim()[1] < 106  # the first epochs are off the zoomed scale
+    assert len(plotting.loss_curves({"VAE": History(train=train, test=test)}, zoom_from=0).axes) == 1
+
+
 def test_compare_curves_draws_one_line_per_curve():
     fig = plotting.compare_curves([2, 8, 32], {"AE": [3, 2, 1], "PCA": [4, 3, 2]}, "Error", "size", "MSE", logx=True)
     ax = fig.axes[0]
