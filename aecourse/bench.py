@@ -47,9 +47,9 @@ MODELS = {
     "cae": Spec(f"CAE (latent {CAE_LATENT})", lambda: ConvAE(CAE_LATENT), AEObjective("mse"), {}),
     "vae": Spec(f"VAE (latent {VAE_LATENT}), the lessons' VAE", lambda: ConvVAE(VAE_LATENT), VAEObjective(beta=1.0), {}),
     "deep_vae": Spec(f"deeper VAE (latent {DEEP_LATENT}: 2 convolutions per resolution, SiLU, nearest upsampling; "
-                     "cosine learning rate from 2e-3)",
+                     "cosine learning rate from 3e-3)",
                      lambda: ConvVAE(DEEP_LATENT, upsample="nearest", activation="silu", depth=2),
-                     VAEObjective(beta=1.0), {"lr": 2e-3, "lr_schedule": "cosine"}),
+                     VAEObjective(beta=1.0), {"lr": 3e-3, "lr_schedule": "cosine"}),
 }
 
 
