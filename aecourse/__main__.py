@@ -104,7 +104,7 @@ def cmd_bench(args: argparse.Namespace, rest: list[str]) -> int:
     """Run a benchmark that prints figures."""
     from aecourse import bench
 
-    return bench.main([args.name, *rest])
+    return bench.main(rest)
 
 
 def cmd_grade(args: argparse.Namespace, rest: list[str]) -> int:
@@ -139,9 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("lab", help=cmd_lab.__doc__).set_defaults(func=cmd_lab)
     sub.add_parser("test", help=cmd_test.__doc__).set_defaults(func=cmd_test)
-    bench_parser = sub.add_parser("bench", help=cmd_bench.__doc__)
-    bench_parser.add_argument("name", choices=["quality", "speed", "tsne", "widgets", "course", "grading"], help="which benchmark")
-    bench_parser.set_defaults(func=cmd_bench)
+    # bench and grade parse their own arguments (so `bench speed --help` lists --repeats and the rest)
+    sub.add_parser("bench", help=cmd_bench.__doc__, add_help=False).set_defaults(func=cmd_bench)
     sub.add_parser("grade", help=cmd_grade.__doc__, add_help=False).set_defaults(func=cmd_grade)
     sub.add_parser("links", help=cmd_links.__doc__).set_defaults(func=cmd_links)
     sub.add_parser("setup", help=cmd_setup.__doc__).set_defaults(func=cmd_setup)

@@ -22,6 +22,13 @@ def test_help_lists_the_commands():
         assert command in out
 
 
+def test_bench_help_lists_the_benchmarks_and_their_options():
+    out = subprocess.run([sys.executable, "-m", "aecourse", "bench", "speed", "--help"], capture_output=True,
+                         text=True, check=True, cwd=_paths.repo_root()).stdout
+    for word in ("quality", "speed", "tsne", "--repeats", "--fast", "--out"):
+        assert word in out
+
+
 def test_this_environment_has_everything():
     assert cli.missing_modules() == []
 
