@@ -86,6 +86,7 @@ def tutorial_epoch(model: nn.Module, loader, objective: Objective, device: torch
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+    loss.item()  # wait for work still queued on the device (CUDA runs asynchronously), as fit's totals do
     return time.perf_counter() - start
 
 
