@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -16,6 +15,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from aecourse.autocast import training_autocast
 from aecourse.config import Config, seed_everything
 from aecourse.data import Batches, Dataset, add_noise
 from aecourse.losses import reconstruction_loss, vae_loss
@@ -87,11 +87,6 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None
     return {key: (total / len(images)).item() for key, total in totals.items()}
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    """``torch.autocast`` to ``dtype`` on ``device``, or nothing when ``dtype`` is None (float32)."""
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-
-
 def fit(model: nn.Module, data: Dataset, cfg: Config | None = None, objective: Objective | None = None, *,
         epochs: int | None = None, lr: float | None = None, batch_size: int | None = None,
         progress: bool = True, history: History | None = None) -> History:
@@ -101,7 +96,8 @@ def fit(model: nn.Module, data: Dataset, cfg: Config | None = None, objective: O
     falls from ``lr`` to 0 along half a cosine over the steps of this call. Data is moved to the
     model's device once; batches are slices of it. Where ``cfg.precision`` resolves to bfloat16
     (by default, a CPU with bfloat16 instructions), convolutions and matrix products run under
-    bf16 autocast; weights, gradients, Adam's state and the losses stay float32. Returns the
+    bf16 autocast (transposed convolutions' weight gradients in float32: ``aecourse.autocast``);
+    weights, gradients, Adam's state and the losses stay float32. Returns the
     ``History`` (extended in place when one is given).
     """
     cfg = cfg or Config()
@@ -125,7 +121,7 @@ def fit(model: nn.Module, data: Dataset, cfg: Config | None = None, objective: O
             model.train()
             start, totals = time.perf_counter(), {}
             for x, y in batches:
-                with _autocast(device, autocast_dtype):
+                with training_autocast(model, device, autocast_dtype):
                     terms = objective(model, x, y)
                 optimizer.zero_grad(set_to_none=True)
                 terms["loss"].backward()
@@ -198,6 +194,8 @@ def cache_key(model: nn.Module, data: Dataset, cfg: Config, objective: Objective
     }
     if cfg.lr_schedule != "constant":  # only when set, so the keys of earlier checkpoints stay valid
         spec["lr_schedule"] = cfg.lr_schedule
+    if cfg.autocast_dtype == torch.bfloat16 and cfg.torch_device.type == "cpu":
+        spec["transposed_conv_weight_grads"] = "float32"  # see aecourse.autocast
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
