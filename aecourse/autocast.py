@@ -12,6 +12,7 @@ the same bfloat16 tensors: the same model and arithmetic, with gradients summed 
 from __future__ import annotations
 
 import contextlib
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -72,6 +73,29 @@ class _Float32TransposedWeightGrads(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
+_enabled = {"float32_transposed_weight_grads": True}
+
+
+@contextlib.contextmanager
+def autocast_only() -> Iterator[None]:
+    """Within this block ``training_autocast`` leaves transposed convolutions to autocast's own kernels.
+
+    ``bench speed`` times ``fit`` both ways, side by side; nothing else needs it.
+    """
+    before = _enabled["float32_transposed_weight_grads"]
+    _enabled["float32_transposed_weight_grads"] = False
+    try:
+        yield
+    finally:
+        _enabled["float32_transposed_weight_grads"] = before
+
+
+def routes_transposed_convolutions(model: nn.Module, device: torch.device, dtype: torch.dtype | None) -> bool:
+    """Whether ``training_autocast`` computes some of ``model``'s weight gradients in float32."""
+    return (_enabled["float32_transposed_weight_grads"] and device.type == "cpu" and dtype == torch.bfloat16
+            and any(isinstance(m, nn.ConvTranspose2d) for m in model.modules()))
+
+
 def training_autocast(model: nn.Module, device: torch.device, dtype: torch.dtype | None
                       ) -> contextlib.AbstractContextManager:
     """The context ``fit`` runs each forward pass in: plain float32 when ``dtype`` is None, else autocast.
@@ -83,7 +107,6 @@ def training_autocast(model: nn.Module, device: torch.device, dtype: torch.dtype
         return contextlib.nullcontext()
     stack = contextlib.ExitStack()
     stack.enter_context(torch.autocast(device.type, dtype=dtype))
-    if device.type == "cpu" and dtype == torch.bfloat16 and any(isinstance(m, nn.ConvTranspose2d)
-                                                                 for m in model.modules()):
+    if routes_transposed_convolutions(model, device, dtype):
         stack.enter_context(_Float32TransposedWeightGrads())
     return stack

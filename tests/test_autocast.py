@@ -3,7 +3,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aecourse.autocast import ConvTranspose2dFloat32WeightGrad, training_autocast
+from aecourse.autocast import (ConvTranspose2dFloat32WeightGrad, autocast_only, routes_transposed_convolutions,
+                               training_autocast)
 from aecourse.models import ConvAE, ConvVAE, DenseAE, NoBottleneckCAE
 
 CPU, BF16 = torch.device("cpu"), torch.bfloat16
@@ -124,3 +125,25 @@ def test_an_error_inside_the_block_leaves_nothing_active():
         with training_autocast(ConvAE(4, channels=(4, 8)), CPU, BF16):
             raise ValueError("boom")
     assert torch._C._len_torch_function_stack() == 0 and not torch.is_autocast_enabled("cpu")
+
+
+def test_autocast_only_switches_the_routing_off_for_its_block_and_back():
+    model = ConvAE(4, channels=(4, 8))
+    assert routes_transposed_convolutions(model, CPU, BF16)
+    assert not routes_transposed_convolutions(model, CPU, None)
+    assert not routes_transposed_convolutions(model, torch.device("cuda"), BF16)
+    assert not routes_transposed_convolutions(DenseAE(4, (16,)), CPU, BF16)
+    names = []
+    for module in model.modules():
+        if isinstance(module, nn.ConvTranspose2d):
+            module.register_forward_hook(lambda m, i, out: names.append(out.grad_fn.name()))
+    with pytest.raises(RuntimeError, match="inside"):
+        with autocast_only():
+            assert not routes_transposed_convolutions(model, CPU, BF16)
+            with training_autocast(model, CPU, BF16):
+                model.decoder(torch.randn(2, 4))
+            raise RuntimeError("inside")
+    assert routes_transposed_convolutions(model, CPU, BF16)
+    with training_autocast(model, CPU, BF16):
+        model.decoder(torch.randn(2, 4))
+    assert ["Float32WeightGrad" in name for name in names] == [False, False, True, True]
