@@ -96,7 +96,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     """``torch.bfloat16`` when training should autocast to it on ``device``, else ``None`` (float32).
 
     ``"auto"`` picks bfloat16 only on a CPU with native bfloat16 instructions: there a training
-    step of the course's convolutional models is 1.2-1.5 times as fast (``bench speed``), while
+    step of the course's convolutional models is 1.4-1.5 times as fast (``bench speed``), while
     weights, optimiser state and losses stay float32. Elsewhere (GPUs, Apple chips, other CPUs)
     ``"auto"`` is float32.
     """
