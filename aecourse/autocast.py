@@ -39,7 +39,7 @@ class ConvTranspose2dFloat32WeightGrad(torch.autograd.Function):
         xb, wb = x.to(torch.bfloat16), weight.to(torch.bfloat16)
         bb = None if bias is None else bias.to(torch.bfloat16)
         ctx.save_for_backward(xb, wb)
-        ctx.layout = ([*_pair(stride)], [*_pair(padding)], [*_pair(dilation)], True, [*_pair(output_padding)], groups)
+        ctx.layout = (_pair(stride), _pair(padding), _pair(dilation), True, _pair(output_padding), groups)
         ctx.bias_shape, ctx.x_dtype = (None if bias is None else list(bias.shape)), x.dtype
         return torch.conv_transpose2d(xb, wb, bb, stride, padding, output_padding, groups, dilation)  # (B, C_out, H', W')
 
@@ -59,12 +59,20 @@ class ConvTranspose2dFloat32WeightGrad(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None, None, None, None, None
 
 
+def _cpu_autocast_on() -> bool:
+    """False inside a block that switched CPU autocast off (there the layer runs in float32 as asked)."""
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:  # torch < 2.4
+        return torch.is_autocast_cpu_enabled()
+
+
 class _Float32TransposedWeightGrads(TorchFunctionMode):
     """Routes ``conv_transpose2d`` calls that need gradients through ``ConvTranspose2dFloat32WeightGrad``."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func is torch.conv_transpose2d and torch.is_grad_enabled():
+        if func is torch.conv_transpose2d and torch.is_grad_enabled() and _cpu_autocast_on():
             values = [args[i] if i < len(args) else kwargs.get(name, default)
                       for i, (name, default) in enumerate(zip(_CONV_ARGS, _CONV_DEFAULTS))]
             x, weight = values[0], values[1]

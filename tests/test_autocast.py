@@ -147,3 +147,14 @@ def test_autocast_only_switches_the_routing_off_for_its_block_and_back():
     with training_autocast(model, CPU, BF16):
         model.decoder(torch.randn(2, 4))
     assert ["Float32WeightGrad" in name for name in names] == [False, False, True, True]
+
+
+def test_a_block_that_switches_autocast_off_keeps_its_float32_layer():
+    layer, x = _case(LAYOUTS[0])
+    with training_autocast(layer, CPU, BF16):
+        with torch.autocast("cpu", enabled=False):
+            out = layer(x)
+        routed = layer(x)
+    assert out.dtype == torch.float32 and "Float32WeightGrad" not in out.grad_fn.name()
+    torch.testing.assert_close(out, F.conv_transpose2d(x, layer.weight, layer.bias, 2, 1, 1))
+    assert routed.dtype == BF16 and "Float32WeightGrad" in routed.grad_fn.name()
