@@ -79,7 +79,7 @@ def test_keyword_arguments_and_gradients_of_the_input_only():
     assert x.grad.shape == x.shape and w.grad.dtype == torch.float32
 
 
-def test_the_function_checks_nothing_it_does_not_need():
+def test_the_function_alone_without_a_bias_or_an_input_gradient():
     """Called directly, with no bias and only a weight gradient wanted."""
     torch.manual_seed(0)
     x, w = torch.randn(2, 4, 3, 3), torch.randn(4, 2, 3, 3, requires_grad=True)
