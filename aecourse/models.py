@@ -35,18 +35,30 @@ def _convs(c: int, n: int, activation: str) -> list[nn.Module]:
     return [layer for _ in range(n) for layer in (nn.Conv2d(c, c, 3, padding=1), _activation(activation))]
 
 
+def _conv_stage(c_in: int, c_out: int, activation: str, depth: int) -> list[nn.Module]:
+    """``depth`` 3x3 convolutions (the first ``c_in -> c_out``), each with the activation, then 2x2 max pooling.
+
+    A ReLU commutes with max pooling, ``relu(max(a, b)) = max(relu(a), relu(b))``, so the last
+    ReLU comes after the pooling: the same numbers and gradients, with a quarter of the values
+    to rectify. (SiLU dips below zero and rises again, so it does not commute: it stays first.)
+    """
+    layers = [nn.Conv2d(c_in, c_out, 3, padding=1), _activation(activation), *_convs(c_out, depth - 1, activation),
+              nn.MaxPool2d(2)]
+    if activation == "relu":
+        layers[-2:] = layers[-1], layers[-2]
+    return layers
+
+
 def conv_encoder(channels: tuple[int, int] = (32, 64), activation: str = "relu", depth: int = 1) -> nn.Sequential:
     """Conv + activation + MaxPool twice: ``(B, 1, 28, 28) -> (B, c2 * 7 * 7)``.
 
     ``depth`` convolutions at each resolution (the first changes the channels), each followed by
-    ``activation`` ("relu" or "silu").
+    ``activation`` ("relu" or "silu"); a last ReLU is applied after the pooling (see ``_conv_stage``).
     """
     c1, c2 = channels
     return nn.Sequential(
-        nn.Conv2d(1, c1, 3, padding=1), _activation(activation), *_convs(c1, depth - 1, activation),
-        nn.MaxPool2d(2),  # (B, c1, 14, 14)
-        nn.Conv2d(c1, c2, 3, padding=1), _activation(activation), *_convs(c2, depth - 1, activation),
-        nn.MaxPool2d(2),  # (B, c2, 7, 7)
+        *_conv_stage(1, c1, activation, depth),  # (B, c1, 14, 14)
+        *_conv_stage(c1, c2, activation, depth),  # (B, c2, 7, 7)
         nn.Flatten(),  # (B, c2 * 49)
     )
 

@@ -45,10 +45,15 @@ def test_forward_and_input_gradient_are_exactly_autocasts(layout):
     assert gx.dtype == torch.float32 and torch.equal(gx, ref_gx)
 
 
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_weight_and_bias_gradients_are_float32_sums_of_the_bfloat16_values(layout):
-    """Oracle: the float32 gradients of the same layer fed the bfloat16-rounded x, weight and output gradient."""
+def test_weight_and_bias_gradients_are_float32_sums_of_the_bfloat16_values(layout, memory_format):
+    """Oracle: the float32 gradients of the same layer fed the bfloat16-rounded x, weight and output gradient.
+
+    Also in the channels-last layout ``fit`` trains in.
+    """
     layer, x = _case(layout)
+    layer, x = layer.to(memory_format=memory_format), x.contiguous(memory_format=memory_format)
     grad_out = torch.randn_like(layer(x)).to(BF16)
     _, _, gw, gb = _grads(layer, x, grad_out, mixed=True)
     _, _, autocast_gw, _ = _grads(layer, x, grad_out, mixed=False)

@@ -37,6 +37,32 @@ def test_conv_encoder_output_size_arithmetic():
     assert features.shape == (5, 16 * 7 * 7)  # 28 -> pool -> 14 -> pool -> 7
 
 
+@pytest.mark.parametrize("depth", [1, 2])
+@pytest.mark.parametrize("activation", ["relu", "silu"])
+def test_conv_encoder_computes_conv_activation_pool_exactly(activation, depth):
+    """Oracle: the textbook order, each stage's activation before its pooling, with the same weights.
+
+    The ReLU encoder pools first (the two commute); outputs and every gradient must match to the bit.
+    """
+    torch.manual_seed(0)
+    encoder = models.conv_encoder((8, 16), activation, depth)
+    act = {"relu": nn.ReLU, "silu": nn.SiLU}[activation]
+    convs = [m for m in encoder if isinstance(m, nn.Conv2d)]
+    textbook = nn.Sequential(*[layer for i, conv in enumerate(convs)
+                               for layer in (conv, act(), *([nn.MaxPool2d(2)] if i % depth == depth - 1 else []))],
+                             nn.Flatten())
+    first = [type(m) for m in encoder[:depth * 2 + 1]]
+    assert first[-2:] == ([nn.MaxPool2d, nn.ReLU] if activation == "relu" else [act, nn.MaxPool2d])
+    x = (X - 0.5).requires_grad_()  # negative pixels too: whole pooling windows below zero
+    results = []
+    for model in (encoder, textbook):
+        out = model(x)
+        grad_out = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+        results.append((out, *torch.autograd.grad(out, [x, *(c.weight for c in convs)], grad_out)))
+    for ours, theirs in zip(*results):
+        assert torch.equal(ours, theirs)
+
+
 @pytest.mark.parametrize("depth", [1, 2, 3])
 @pytest.mark.parametrize("activation", ["relu", "silu"])
 def test_deeper_vae_stacks_convolutions_at_each_resolution(activation, depth):

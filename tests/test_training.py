@@ -110,6 +110,13 @@ def test_cache_key_changes_with_what_decides_training(small_data, cfg):
     assert fp32_key != training.cache_key(model, small_data, cfg, AEObjective(), 3)
 
 
+def test_cache_key_names_the_fused_adam_where_fit_uses_it(monkeypatch, small_data, cfg):
+    model = MAKERS["ConvAE"]()
+    fused = training.cache_key(model, small_data, cfg, AEObjective(), 3)
+    monkeypatch.setattr(training, "FUSED_ADAM_DEVICES", ())  # a device without the fused kernel
+    assert training.cache_key(model, small_data, cfg, AEObjective(), 3) != fused
+
+
 def test_cache_key_names_the_lr_schedule_only_when_it_is_not_constant(small_data, cfg):
     model = MAKERS["ConvAE"]()
     constant = training.cache_key(model, small_data, cfg, AEObjective(), 3)
