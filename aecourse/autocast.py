@@ -102,7 +102,7 @@ def autocast_only() -> Iterator[None]:
 
 
 def routes_transposed_convolutions(model: nn.Module, device: torch.device, dtype: torch.dtype | None) -> bool:
-    """Whether ``training_autocast`` computes some of ``model``'s weight gradients in float32."""
+    """Whether ``training_autocast`` computes some of ``model``'s weight and bias gradients in float32."""
     return (_enabled["float32_transposed_weight_grads"] and device.type == "cpu" and dtype == torch.bfloat16
             and any(isinstance(m, nn.ConvTranspose2d) for m in model.modules()))
 

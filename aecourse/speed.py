@@ -97,7 +97,7 @@ def course_epoch(model: nn.Module, data: Dataset, objective: Objective, cfg: Con
                  ) -> float:
     """One epoch of ``training.fit`` (its training time, without the held-out evaluation).
 
-    ``plain_autocast``: leave the transposed convolutions' weight gradients to autocast (bfloat16).
+    ``plain_autocast``: leave the transposed convolutions' weight and bias gradients to autocast (bfloat16).
     """
     with autocast_only() if plain_autocast else contextlib.nullcontext():
         return fit(model, data, cfg, objective, epochs=1, batch_size=SEED_BATCH, progress=False).seconds[0]
@@ -127,7 +127,8 @@ def throughput(repeats: int = THROUGHPUT_REPEATS, seed: int = 0, fast: bool = Fa
             seed_everything(seed)
             model = make()
             times: dict[str, list[float]] = {"tutorial": [], "course": [], "fp32": [], "autocast": []}
-            # where fit computes transposed convolutions' weight gradients in float32, also time autocast alone
+            # where fit computes transposed convolutions' weight and bias gradients in float32,
+            # also time autocast alone
             plain = routes_transposed_convolutions(model, device, cfg.autocast_dtype)
             for _ in range(repeats):  # alternate the sides, so drift in machine load hits each
                 times["tutorial"].append(tutorial_epoch(model, loader, objective, device))
@@ -163,8 +164,8 @@ def throughput(repeats: int = THROUGHPUT_REPEATS, seed: int = 0, fast: bool = Fa
         print(f"| {r['model']} | {r['tutorial']:,.0f} |{cells} {r['course']:,.0f} | {r['ratio']:.2f}x | "
               f">= {target:.0f}x | {'yes' if r['ratio'] >= target else 'NO'} |")
     if alone:
-        print(f"'{precision_name(cfg)} alone': fit with autocast's own bfloat16 weight gradients for the transposed "
-              "convolutions; the last columns: fit as it is, with those in float32 (aecourse.autocast). "
+        print(f"'{precision_name(cfg)} alone': fit with autocast's own bfloat16 weight and bias gradients for the "
+              "transposed convolutions; the last columns: fit as it is, with those in float32 (aecourse.autocast). "
               "What that gives: " + ", ".join(f"{r['model']} {r['course'] / r['autocast']:.2f}x"
                                               for r in rows if "autocast" in r))
     return rows

@@ -97,7 +97,7 @@ def fit(model: nn.Module, data: Dataset, cfg: Config | None = None, objective: O
     falls from ``lr`` to 0 along half a cosine over the steps of this call. Data is moved to the
     model's device once; batches are slices of it. Where ``cfg.precision`` resolves to bfloat16
     (by default, a CPU with bfloat16 instructions), convolutions and matrix products run under
-    bf16 autocast (transposed convolutions' weight gradients in float32: ``aecourse.autocast``);
+    bf16 autocast (transposed convolutions' weight and bias gradients in float32: ``aecourse.autocast``);
     weights, gradients, Adam's state and the losses stay float32. On CPU, CUDA and MPS, Adam is
     torch's fused implementation. Returns the ``History`` (extended in place when one is given).
     """

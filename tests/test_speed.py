@@ -19,7 +19,7 @@ def test_throughput_benchmark_prints_both_pipelines_side_by_side(precision, monk
     assert "course, float32 (img/s)" in out
     assert ("course, bfloat16 autocast (img/s)" in out) == (precision == "bf16")
     assert f"course loop precision: {'bfloat16 autocast' if precision == 'bf16' else 'float32'}" in out
-    # and, for the models with transposed convolutions, fit with autocast's own weight gradients for them
+    # and, for the models with transposed convolutions, fit with autocast's own weight and bias gradients for them
     assert [("autocast" in r) for r in rows] == [precision == "bf16", False, precision == "bf16", precision == "bf16"]
     assert ("course, bfloat16 autocast alone (img/s)" in out) == (precision == "bf16")
     assert ("(same: no transposed convolution)" in out) == (precision == "bf16")
