@@ -3,7 +3,10 @@
 Submodules (one concept each) are imported on first use, so ``python -m aecourse``
 can bootstrap an environment before torch is installed::
 
-    from aecourse import data, models, losses, training, latent, plotting
+    from aecourse import data, models, losses, training, recipes, latent, plotting, widgets, check
+
+Two subpackages serve the other audiences: ``aecourse.classroom`` (instructors: grading) and
+``aecourse.bench`` (maintainers: benchmarks that print figures).
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("anomaly", "bench", "config", "data", "grading", "latent", "links", "losses", "models", "plotting", "speed", "training", "widgets")
+_SUBMODULES = ("anomaly", "autocast", "bench", "check", "config", "data", "latent", "links", "losses", "models",
+               "plotting", "recipes", "training", "widgets")
 __all__ = list(_SUBMODULES)
 
 

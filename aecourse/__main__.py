@@ -1,10 +1,10 @@
 """The course's command line: ``python3 -m aecourse {lab,test,bench,grade,links,setup}``.
 
-On a fresh clone the first command creates ``.venv/`` beside the sources and installs
-the package with its course and test extras into it (a few minutes, once), then runs
-inside it. When the running interpreter already has everything (a conda environment,
-Colab, an activated venv), it is used as it is. Standard library only until the
-environment exists.
+On a fresh clone the first command creates ``.venv/`` beside the sources and installs the
+package with the extras that command needs (``COMMAND_EXTRAS``) into it (a few minutes, once),
+then runs inside it; a later command that needs more extras adds them. When the running
+interpreter already has everything (a conda environment, Colab, an activated venv), it is used
+as it is. Standard library only until the environment exists.
 """
 
 from __future__ import annotations
@@ -20,51 +20,70 @@ from pathlib import Path
 
 from aecourse import _paths
 
-# Import names of everything the commands need (runtime + course + dev extras).
-REQUIRED_MODULES = (
-    "torch", "torchvision", "numpy", "matplotlib", "sklearn", "ipywidgets", "tqdm",
-    "openTSNE", "jupyterlab", "nbgrader", "psycopg", "pytest", "nbval", "yaml", "playwright",
-)
-EXTRAS = "course,dev"
-STAMP = ".aecourse-installed"  # inside .venv: the hash of the pyproject.toml it was built from
+# What each command needs on top of the package's own dependencies: extras of pyproject.toml.
+COMMAND_EXTRAS = {
+    "lab": ("course",),  # students: JupyterLab
+    "test": ("course", "instructor", "dev"),  # maintainers: everything
+    "bench": ("course", "instructor"),  # notebooks run through Jupyter; the grading benchmark needs nbgrader
+    "grade": ("instructor",),  # instructors: nbgrader and the PostgreSQL driver
+    "links": ("instructor",),  # regenerates lessons/ with nbgrader
+    "setup": ("course", "instructor", "dev"),
+}
+# The import names that show a part is installed ("" = the package's own dependencies).
+MODULES = {
+    "": ("torch", "torchvision", "numpy", "matplotlib", "sklearn", "ipywidgets", "tqdm", "openTSNE"),
+    "course": ("jupyterlab",),
+    "instructor": ("nbgrader", "psycopg"),
+    "dev": ("pytest", "nbval", "yaml", "playwright"),
+}
+STAMP = ".aecourse-installed"  # inside .venv: the hash of the pyproject.toml it was built from, and its extras
 
 
-def missing_modules() -> list[str]:
-    """Required modules that the running interpreter cannot import."""
-    return [name for name in REQUIRED_MODULES if importlib.util.find_spec(name) is None]
+def missing_modules(extras: tuple[str, ...] = ()) -> list[str]:
+    """Modules of the package and of ``extras`` that the running interpreter cannot import."""
+    wanted = [name for part in ("", *extras) for name in MODULES[part]]
+    return [name for name in wanted if importlib.util.find_spec(name) is None]
 
 
 def _venv_python(env_dir: Path) -> Path:
     return env_dir / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
-def ensure_environment() -> Path:
-    """Return the interpreter to run in, creating or updating ``.venv`` when needed."""
-    missing = missing_modules()
+def _read_stamp(stamp: Path) -> tuple[str, set[str]]:
+    """The pyproject hash and the extras an environment was built with (none when it has no stamp)."""
+    words = stamp.read_text().split() if stamp.exists() else []
+    return (words[0] if words else ""), set(words[1].split(",") if len(words) > 1 else ())
+
+
+def ensure_environment(extras: tuple[str, ...] = ()) -> Path:
+    """Return the interpreter to run in, creating or updating ``.venv`` when it lacks ``extras``."""
+    missing = missing_modules(extras)
     root = _paths.repo_root()
     in_repo_venv = root is not None and Path(sys.prefix).resolve() == (root / ".venv").resolve()
     if not missing and not in_repo_venv:
         return Path(sys.executable)
     if root is None:
         sys.exit(
-            f"aecourse: missing {', '.join(missing)}. Install the course tools with\n"
-            f"    pip install 'aecourse[{EXTRAS}]'"
+            f"aecourse: missing {', '.join(missing)}. Install what this command needs with\n"
+            f"    pip install 'aecourse[{','.join(extras)}]'"
         )
     env_dir = root / ".venv"
     python = _venv_python(env_dir)
     want = hashlib.sha256((root / "pyproject.toml").read_bytes()).hexdigest()
     stamp = env_dir / STAMP
-    if python.exists() and stamp.exists() and stamp.read_text().strip() == want:
+    built, installed = _read_stamp(stamp)
+    if python.exists() and built == want and set(extras) <= installed:
         return python
     if not python.exists():
         print(f"aecourse: creating {env_dir} (first run only; the install takes a few minutes)", flush=True)
         venv.EnvBuilder(with_pip=True).create(env_dir)
-    print(f"aecourse: installing the package with its [{EXTRAS}] extras into {env_dir}", flush=True)
+    extras = tuple(sorted(set(extras) | installed))  # keep what an earlier command installed
+    print(f"aecourse: installing the package with its [{','.join(extras)}] extras into {env_dir}", flush=True)
     subprocess.run(
-        [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-e", f"{root}[{EXTRAS}]"],
+        [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-e", f"{root}[{','.join(extras)}]"],
         check=True,
     )
-    stamp.write_text(want + "\n")
+    stamp.write_text(f"{want} {','.join(extras)}\n")
     return python
 
 
@@ -73,7 +92,7 @@ def _reexec_in(python: Path, argv: list[str]) -> None:
     if os.path.abspath(sys.executable) == os.path.abspath(python):  # not resolve(): a venv's python is a symlink
         return
     if os.environ.get("AECOURSE_BOOTSTRAPPED"):
-        sys.exit(f"aecourse: {python} still lacks {', '.join(missing_modules())}; delete .venv and retry")
+        sys.exit(f"aecourse: {python} is still missing modules this command needs; delete .venv and retry")
     os.environ["AECOURSE_BOOTSTRAPPED"] = "1"
     os.environ["PATH"] = os.pathsep.join([str(python.parent), os.environ.get("PATH", "")])  # its jupyter, nbgrader, ...
     os.execv(str(python), [str(python), "-m", "aecourse", *argv])
@@ -95,16 +114,17 @@ def cmd_lab(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def cmd_test(args: argparse.Namespace, rest: list[str]) -> int:
-    """Run the whole test suite with pytest (extra arguments go to pytest)."""
+    """Run the test suite with pytest: everything (as CI does), or --quick (extra arguments go to pytest)."""
     root = _paths.repo_root() or Path.cwd()
-    return subprocess.call([sys.executable, "-m", "pytest", *rest], cwd=root)
+    quick = ["tests", "-m", "not slow"] if args.quick else []
+    return subprocess.call([sys.executable, "-m", "pytest", *quick, *rest], cwd=root)
 
 
 def cmd_bench(args: argparse.Namespace, rest: list[str]) -> int:
     """Run a benchmark that prints figures."""
-    from aecourse import bench
+    from aecourse.bench import main
 
-    return bench.main(rest)
+    return main(rest)
 
 
 def cmd_grade(args: argparse.Namespace, rest: list[str]) -> int:
@@ -138,8 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python3 -m aecourse", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("lab", help=cmd_lab.__doc__).set_defaults(func=cmd_lab)
-    sub.add_parser("test", help=cmd_test.__doc__).set_defaults(func=cmd_test)
-    # bench and grade parse their own arguments (so `bench speed --help` lists --repeats and the rest)
+    test = sub.add_parser("test", help=cmd_test.__doc__)
+    test.add_argument("--quick", action="store_true",
+                      help="the unit tests and the mistake catalogue only (a few minutes); no notebooks, "
+                           "no grading runs, no browser")
+    test.set_defaults(func=cmd_test)
+    # bench and grade parse their own arguments (so `bench throughput --help` lists --repeats and the rest)
     sub.add_parser("bench", help=cmd_bench.__doc__, add_help=False).set_defaults(func=cmd_bench)
     sub.add_parser("grade", help=cmd_grade.__doc__, add_help=False).set_defaults(func=cmd_grade)
     sub.add_parser("links", help=cmd_links.__doc__).set_defaults(func=cmd_links)
@@ -150,8 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args, rest = build_parser().parse_known_args(argv)
-    _reexec_in(ensure_environment(), argv)
-    _paths.use_sibling_mnist()
+    _reexec_in(ensure_environment(COMMAND_EXTRAS[args.command]), argv)
     return args.func(args, rest)
 
 

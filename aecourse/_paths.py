@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 MNIST_DIR_ENV = "AECOURSE_MNIST_DIR"  # a folder holding the raw MNIST IDX files
@@ -32,39 +31,3 @@ def default_data_dir() -> Path:
 def default_cache_dir() -> Path:
     """Where trained checkpoints are kept: ``$AECOURSE_CACHE_DIR`` or the user cache."""
     return Path(os.environ.get(CACHE_DIR_ENV) or user_cache() / "checkpoints")
-
-
-def sibling_mnist_dir() -> Path | None:
-    """``../shared/data/mnist`` beside the checkout, if it holds MNIST files (offline machines)."""
-    root = repo_root()
-    if root is None:
-        return None
-    candidate = root.parent / "shared" / "data" / "mnist"
-    return candidate if any(candidate.glob("*-idx?-ubyte*")) else None
-
-
-def use_sibling_mnist(announce: bool = True) -> Path | None:
-    """Point ``$AECOURSE_MNIST_DIR`` at the sibling MNIST folder unless it is already set."""
-    if os.environ.get(MNIST_DIR_ENV):
-        return Path(os.environ[MNIST_DIR_ENV])
-    found = sibling_mnist_dir()
-    if found is not None:
-        os.environ[MNIST_DIR_ENV] = str(found)
-        if announce:
-            print(f"aecourse: using the MNIST files in {found} ({MNIST_DIR_ENV})")
-    return found
-
-
-def configure_for_tests() -> None:
-    """What every test run and every notebook it executes needs, set once before anything starts.
-
-    The sibling MNIST folder when there is one; downloads and checkpoints in a fresh temporary
-    folder (never the user's cache); notebooks in fast mode unless AECOURSE_FAST says otherwise.
-    """
-    use_sibling_mnist(announce=False)
-    if not os.environ.get("AECOURSE_TEST_CACHE"):
-        os.environ["AECOURSE_TEST_CACHE"] = tempfile.mkdtemp(prefix="aecourse-tests-")
-    cache = Path(os.environ["AECOURSE_TEST_CACHE"])
-    os.environ.setdefault(DATA_DIR_ENV, str(cache / "data"))
-    os.environ.setdefault(CACHE_DIR_ENV, str(cache / "checkpoints"))
-    os.environ.setdefault("AECOURSE_FAST", "1")

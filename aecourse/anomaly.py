@@ -11,13 +11,14 @@ from torch import nn
 
 from aecourse.data import Batches
 from aecourse.losses import mse
+from aecourse.models import device_of
 
 
 @torch.no_grad()
 def anomaly_scores(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Summed squared reconstruction error per image: ``(N, 1, 28, 28) -> (N,)`` on the CPU."""
     model.eval()
-    device = next(model.parameters()).device
+    device = device_of(model)
     scores = []
     for x, _ in Batches(images, batch_size=batch_size, shuffle=False):
         x = x.to(device)

@@ -91,7 +91,7 @@ _enabled = {"float32_transposed_weight_grads": True}
 def autocast_only() -> Iterator[None]:
     """Within this block ``training_autocast`` leaves transposed convolutions to autocast's own kernels.
 
-    ``bench speed`` times ``fit`` both ways, side by side; nothing else needs it.
+    ``bench throughput`` times ``fit`` both ways, side by side; nothing else needs it.
     """
     before = _enabled["float32_transposed_weight_grads"]
     _enabled["float32_transposed_weight_grads"] = False

@@ -18,9 +18,6 @@ PRECISION_ENV = "AECOURSE_PRECISION"  # "fp32", "bf16" or "auto": overrides Conf
 PRECISIONS = ("auto", "fp32", "bf16")
 LR_SCHEDULES = ("constant", "cosine")
 FAST_TRAIN, FAST_TEST, FAST_EPOCHS = 2_000, 500, 2  # what fast mode shrinks to
-# Epochs of the models that ``python3 -m aecourse bench quality`` scores; lessons 2 and 4 train the
-# same models (ConvAE(32), ConvVAE(16)) for as long, so they reach the benchmark's figures.
-BENCHMARK_EPOCHS = 40
 
 
 def fast_mode() -> bool:
@@ -96,7 +93,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     """``torch.bfloat16`` when training should autocast to it on ``device``, else ``None`` (float32).
 
     ``"auto"`` picks bfloat16 only on a CPU with native bfloat16 instructions: there a training
-    step of the course's convolutional models is 1.4-1.5 times as fast (``bench speed``), while
+    step of the course's convolutional models is faster (``bench throughput``), while
     weights, optimiser state and losses stay float32. Elsewhere (GPUs, Apple chips, other CPUs)
     ``"auto"`` is float32.
     """

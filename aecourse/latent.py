@@ -10,11 +10,7 @@ from torch import nn
 
 from aecourse.data import Batches, check_images
 from aecourse.losses import kl_per_dimension
-from aecourse.models import is_variational
-
-
-def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
+from aecourse.models import device_of, is_variational
 
 
 @torch.no_grad()
@@ -24,7 +20,7 @@ def encode(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None =
     if is_variational(model):
         return posterior_stats(model, images, labels, batch_size)[0]
     model.eval()
-    device = _device(model)
+    device = device_of(model)
     return torch.cat([model.encode(x.to(device)).cpu() for x, _ in Batches(images, batch_size=batch_size, shuffle=False)])
 
 
@@ -80,7 +76,7 @@ def interpolate(model: nn.Module, x_a: torch.Tensor, x_b: torch.Tensor, steps: i
 
     ``x_a, x_b: (1, 28, 28)`` or ``(1, 1, 28, 28)``. A VAE walks between the means ``mu``.
     """
-    x = torch.stack([x_a.reshape(1, 28, 28), x_b.reshape(1, 28, 28)]).to(_device(model))  # (2, 1, 28, 28)
+    x = torch.stack([x_a.reshape(1, 28, 28), x_b.reshape(1, 28, 28)]).to(device_of(model))  # (2, 1, 28, 28)
     z_a, z_b = encode(model, x).to(x.device)  # (D,) each
     t = torch.linspace(0, 1, steps, device=x.device).unsqueeze(1)  # (steps, 1)
     return model.decode((1 - t) * z_a + t * z_b).cpu()
@@ -102,7 +98,7 @@ def latent_grid(model: nn.Module, n: int = 15, quantiles: tuple[float, float] = 
     z = torch.zeros(n, n, latent_dim)
     z[:, :, dims[0]] = q.view(1, n)
     z[:, :, dims[1]] = q.flip(0).view(n, 1)
-    return model.decode(z.view(n * n, latent_dim).to(_device(model))).cpu()
+    return model.decode(z.view(n * n, latent_dim).to(device_of(model))).cpu()
 
 
 def active_dimensions(mu: torch.Tensor, logvar: torch.Tensor, threshold: float = 0.01) -> int:
@@ -121,7 +117,7 @@ def posterior_stats(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
     if not is_variational(model):
         raise TypeError(f"posterior_stats needs a VAE, got a {type(model).__name__}")
     model.eval()
-    device, mus, logvars = _device(model), [], []
+    device, mus, logvars = device_of(model), [], []
     for x, y in Batches(images, labels, batch_size, shuffle=False):
         mu, logvar = model.encode(x.to(device), y.to(device) if y is not None else None)
         mus.append(mu.cpu()), logvars.append(logvar.cpu())

@@ -1,4 +1,4 @@
-"""The course's models: dense AE, convolutional AE, convolutional VAE, conditional VAE.
+"""The course's models: dense AE, convolutional AE, convolutional VAE (conditional with ``n_classes``).
 
 Every model maps images ``x: (B, 1, 28, 28)`` in [0, 1] to a code of ``latent_dim``
 numbers and back, ending in a Sigmoid so reconstructions are in [0, 1] too. Each keeps
@@ -101,13 +101,17 @@ def conv_transpose_output_size(size: int, kernel: int, stride: int = 1, padding:
     return (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
 
 
+def device_of(model: nn.Module) -> torch.device:
+    """Where ``model``'s weights live (the CPU for a model without any)."""
+    return next(model.parameters(), torch.empty(0)).device
+
+
 @torch.no_grad()
 def code_size(encoder: nn.Module, image_shape: tuple[int, ...] = IMAGE_SHAPE) -> int:
     """How many numbers ``encoder`` turns one image into (784 pixels go in)."""
     was_training = encoder.training
     encoder.eval()
-    device = next(encoder.parameters(), torch.empty(0)).device  # a layer without weights runs on the CPU
-    out = encoder(torch.zeros(1, *image_shape, device=device))
+    out = encoder(torch.zeros(1, *image_shape, device=device_of(encoder)))
     encoder.train(was_training)
     return out[0].numel()
 
@@ -200,6 +204,8 @@ class ConvVAE(nn.Module):
 
     By default the encoder and decoder are those of ``ConvAE``; ``activation="silu"`` and
     ``depth=2`` (two convolutions at each resolution) give the deeper model of ``bench quality``.
+    With ``n_classes > 0`` it is a conditional VAE (Sohn et al., 2015): the encoder and the decoder
+    also see the label as a one-hot vector, so ``sample(n, y=digit)`` draws a chosen digit.
     """
 
     def __init__(self, latent_dim: int = 16, channels: tuple[int, int] = (32, 64),
@@ -251,7 +257,7 @@ class ConvVAE(nn.Module):
     def sample(self, n: int, y: torch.Tensor | int | None = None,
                generator: torch.Generator | None = None) -> torch.Tensor:
         """Decode ``n`` codes drawn from the prior N(0, I): ``(n, 1, 28, 28)`` (labels ``y`` if conditional)."""
-        device = next(self.parameters()).device
+        device = device_of(self)
         z = torch.randn(n, self.latent_dim, generator=generator,
                         device=generator.device if generator is not None else device).to(device)
         if y is not None:
@@ -259,15 +265,7 @@ class ConvVAE(nn.Module):
         return self.decode(z, y)
 
 
-class ConditionalVAE(ConvVAE):
-    """A ConvVAE whose encoder and decoder also see the label (one-hot), so it can draw a chosen digit."""
-
-    def __init__(self, latent_dim: int = 16, n_classes: int = 10, channels: tuple[int, int] = (32, 64),
-                 upsample: str = "transpose") -> None:
-        super().__init__(latent_dim, channels, upsample, n_classes=n_classes)
-
-
-MODELS = {cls.__name__: cls for cls in (DenseAE, ConvAE, NoBottleneckCAE, ConvVAE, ConditionalVAE)}
+MODELS = {cls.__name__: cls for cls in (DenseAE, ConvAE, NoBottleneckCAE, ConvVAE)}
 
 
 def build_model(name: str, **hparams) -> nn.Module:

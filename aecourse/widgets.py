@@ -24,7 +24,7 @@ from aecourse import anomaly, latent
 from aecourse.config import NBGRADER_ENV
 from aecourse.data import add_noise, check_images
 from aecourse.losses import psnr
-from aecourse.models import is_variational
+from aecourse.models import device_of, is_variational
 
 STATIC_ENV = "AECOURSE_WIDGETS"  # "static" draws pictures instead of widgets
 SCALE = 5  # screen pixels per image pixel
@@ -175,10 +175,6 @@ def _index_slider(description: str, n: int, value: int) -> W.IntSlider:
 
 # --- the explorers ------------------------------------------------------------------------------
 
-def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
 class LatentSliders(Explorer):
     """One slider per latent dimension of a VAE (or per principal direction of its codes when there are many)."""
 
@@ -210,7 +206,7 @@ class LatentSliders(Explorer):
     @torch.no_grad()
     def draw(self) -> tuple[np.ndarray, str]:
         z = self.code()
-        self.state["z"], self.state["image"] = z, self.vae.decode(z[None].to(_device(self.vae)))[0].cpu()
+        self.state["z"], self.state["image"] = z, self.vae.decode(z[None].to(device_of(self.vae)))[0].cpu()
         return digit(self.state["image"], scale=2 * SCALE), f"z = [{', '.join(f'{v:+.2f}' for v in z[:8].tolist())}" + (
             ", ...]" if len(z) > 8 else "]")
 
@@ -239,7 +235,7 @@ class LatentPlane(Explorer):
     @torch.no_grad()
     def draw(self) -> tuple[np.ndarray, str]:
         z = torch.tensor([[self.value("z[0]"), self.value("z[1]")]])  # (1, 2)
-        self.state["z"], self.state["image"] = z[0], self.vae.decode(z.to(_device(self.vae)))[0].cpu()
+        self.state["z"], self.state["image"] = z[0], self.vae.decode(z.to(device_of(self.vae)))[0].cpu()
         return row([self.canvas.mark(*z[0].tolist()), digit(self.state["image"], scale=2 * SCALE)]), (
             f"z = ({z[0, 0]:+.2f}, {z[0, 1]:+.2f})")
 
@@ -265,7 +261,7 @@ class Interpolation(Explorer):
         for name, model in self.models.items():
             z_a, z_b = self.state["codes"][name]  # (D,) each
             codes = torch.stack([z_a, (1 - t) * z_a + t * z_b, z_b])  # (3, D)
-            start, mid, end = model.decode(codes.to(_device(model))).cpu()  # (1, 28, 28) each
+            start, mid, end = model.decode(codes.to(device_of(model))).cpu()  # (1, 28, 28) each
             self.state["images"][name] = mid
             rows.append(row([digit(start), digit(mid, frame=RED), digit(end)]))
         names = " / ".join(self.models)
@@ -288,7 +284,7 @@ class Denoising(Explorer):
     def draw(self) -> tuple[np.ndarray, str]:
         clean = self.images[self.value("index")][None]  # (1, 1, 28, 28)
         noisy = add_noise(clean, self.value("level"), self.kind, generator=torch.Generator().manual_seed(self.seed))
-        recon = self.model(noisy.to(_device(self.model))).cpu()
+        recon = self.model(noisy.to(device_of(self.model))).cpu()
         self.state.update(clean=clean[0], noisy=noisy[0], recon=recon[0],
                           psnr_noisy=psnr(noisy, clean).item(), psnr_recon=psnr(recon, clean).item())
         return row([digit(clean[0]), digit(noisy[0]), digit(recon[0])]), (

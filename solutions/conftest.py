@@ -1,5 +1,7 @@
-"""pytest runs every notebook here with nbval (fast mode, test caches): see aecourse._paths."""
+"""pytest runs every notebook here with nbval, in the test environment of tests/support.py (fast mode, test caches)."""
 
-from aecourse import _paths
+import sys
+from pathlib import Path
 
-_paths.configure_for_tests()
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+import support  # noqa: E402, F401  (configures the environment on import)

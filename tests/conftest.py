@@ -10,10 +10,8 @@ import pytest
 
 matplotlib.use("Agg")
 
-from aecourse import _paths  # noqa: E402
+import support  # noqa: E402, F401  (sets up the test environment: data folder, caches, fast mode)
 from aecourse.config import Config  # noqa: E402
-
-_paths.configure_for_tests()  # also done by solutions/conftest.py for the notebooks
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ case asserts its outcome and prints a row of the table at the end.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -17,23 +18,20 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from support import code_cell, make_course, sandbox_problem
 from test_exercise_mistakes import CATALOGUE, DELEGATIONS
 
 from aecourse.classroom import autograde as ag
-from aecourse.classroom import fixtures, pgserver, report
+from aecourse.classroom import pgserver, report
 from aecourse.classroom.collect import collect
-from aecourse.classroom.sandbox import Limits, SandboxError, SandboxSpec, check_sandbox
+from aecourse.classroom.sandbox import Limits, SandboxSpec
 
 LESSON = "01_autoencoders"
 POINTS = {"reconstruction_error": 2, "dense_autoencoder": 3, "train_step": 3}
 LIMITS = Limits(cell_seconds=30, notebook_seconds=300, memory_gib=6.0, processes=64)
 
-try:
-    check_sandbox(SandboxSpec(LIMITS))
-    SANDBOX_PROBLEM = ""
-except SandboxError as err:
-    SANDBOX_PROBLEM = str(err)
-pytestmark = pytest.mark.skipif(bool(SANDBOX_PROBLEM), reason=f"no sandbox here: {SANDBOX_PROBLEM}")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(bool(sandbox_problem()), reason=f"no sandbox here: {sandbox_problem()}")]
 
 
 def _mistake(exercise: str, k: int) -> str | None:
@@ -50,7 +48,7 @@ def build_catalogue(course, inbox: Path) -> dict[tuple[str, str], set[str]]:
     (the delegations included); return (student, lesson) -> the exercises answered wrongly."""
     wrong: dict[tuple[str, str], set[str]] = {}
     for lesson in course.assignments[1:]:
-        good = fixtures.solution_answers(course, lesson)
+        good = course.solution_answers(lesson)
         most = max(len(CATALOGUE[(lesson, e)]) for e in good)
         for k in range(most):
             answers = dict(good)
@@ -61,13 +59,13 @@ def build_catalogue(course, inbox: Path) -> dict[tuple[str, str], set[str]]:
                     wrong.setdefault((f"catalogue{k}", lesson), set()).add(exercise)
             path = inbox / f"catalogue{k}" / f"{lesson}.ipynb"
             path.parent.mkdir(parents=True, exist_ok=True)
-            nbformat.write(fixtures.fill(course, lesson, answers), path)
+            nbformat.write(course.submission(lesson, answers), path)
     return wrong
 
 
 def build_inbox(course, inbox: Path) -> dict[str, tuple[str, object]]:
     """Write every case's submission; return case -> (what is asserted, expected score or status)."""
-    good = fixtures.solution_answers(course, LESSON)
+    good = course.solution_answers(LESSON)
     cases: dict[str, tuple[str, object]] = {}
 
     def hand_in(student: str, nb, name: str = f"{LESSON}.ipynb", what: str = "", expect: object = 8.0) -> None:
@@ -77,39 +75,39 @@ def build_inbox(course, inbox: Path) -> dict[str, tuple[str, object]]:
         cases[student] = (what, expect)
 
     def with_cell(answers: dict, source: str, at: int = 3):
-        nb = fixtures.fill(course, LESSON, answers)
-        nb.cells.insert(at, fixtures.code_cell(source))
+        nb = course.submission(LESSON, answers)
+        nb.cells.insert(at, code_cell(source))
         return nb
 
-    hand_in("canary", fixtures.fill(course, LESSON, good), what="the instructor's solution: full marks")
-    hand_in("blank", fixtures.fill(course, LESSON, {}), what="the blank release: zero", expect=0.0)
+    hand_in("canary", course.submission(LESSON, good), what="the instructor's solution: full marks")
+    hand_in("blank", course.submission(LESSON, {}), what="the blank release: zero", expect=0.0)
     for k in range(6):
         answers = dict(good)
         lost = 0
         for exercise, points in POINTS.items():
             if (wrong := _mistake(exercise, k)) is not None:
                 answers[exercise], lost = wrong, lost + points
-        hand_in(f"mistakes{k}", fixtures.fill(course, LESSON, answers),
+        hand_in(f"mistakes{k}", course.submission(LESSON, answers),
                 what=f"catalogued mistakes no. {k} of each exercise lose their points", expect=8.0 - lost)
     wrong = dict(good, reconstruction_error=_mistake("reconstruction_error", 0))
-    nb = fixtures.fill(course, LESSON, wrong)
+    nb = course.submission(LESSON, wrong)
     next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "test-reconstruction_error").source = "pass"
     hand_in("edited_test", nb, what="a wrong answer whose test cell was replaced by `pass`", expect=6.0)
-    nb = fixtures.fill(course, LESSON, wrong)
+    nb = course.submission(LESSON, wrong)
     nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "test-reconstruction_error"]
     hand_in("deleted_test", nb, what="a wrong answer whose test cell was deleted", expect=6.0)
-    nb = fixtures.fill(course, LESSON, good)
+    nb = course.submission(LESSON, good)
     answer = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == "reconstruction_error")
     copy_of_stub = nbformat.from_dict(course.release(LESSON).cells[answer])
     copy_of_stub.id = "duplicate-answer"
     nb.cells.insert(answer + 1, copy_of_stub)
     hand_in("duplicated", nb, what="an answer cell duplicated (an untouched copy after it)")
-    nb = fixtures.fill(course, LESSON, good)
+    nb = course.submission(LESSON, good)
     for cell in nb.cells:
         cell.metadata = {}
     hand_in("stripped", nb, what="all nbgrader metadata stripped")
     hand_in("loop", with_cell(good, "while True:\n    pass"), what="an infinite loop in an extra cell")
-    hand_in("loop_sigint", fixtures.fill(course, LESSON, dict(good, reconstruction_error=(
+    hand_in("loop_sigint", course.submission(LESSON, dict(good, reconstruction_error=(
         "import signal\ndef reconstruction_error(x_hat, x):\n    signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
         "    while True:\n        pass"))), what="an answer that loops forever and ignores SIGINT", expect=6.0)
     hand_in("os_exit", with_cell(good, "import os\nos._exit(3)"), what="os._exit kills the kernel in an extra cell")
@@ -121,11 +119,11 @@ def build_inbox(course, inbox: Path) -> dict[str, tuple[str, object]]:
     (inbox / "malformed").mkdir()
     (inbox / "malformed" / f"{LESSON}.ipynb").write_text('{"cells": [{"cell_type": "code", "source": "x = 1"')
     cases["malformed"] = ("malformed JSON", "unreadable")
-    hand_in("renamed", fixtures.fill(course, LESSON, good), name=f"week 1/Copy of {LESSON} (1).ipynb",
+    hand_in("renamed", course.submission(LESSON, good), name=f"week 1/Copy of {LESSON} (1).ipynb",
             what="a renamed file in a nested folder")
     zipped = inbox / "zipped.zip"
     with zipfile.ZipFile(zipped, "w") as archive:
-        archive.writestr("stuff/homework.ipynb", nbformat.writes(fixtures.fill(course, LESSON, good)))
+        archive.writestr("stuff/homework.ipynb", nbformat.writes(course.submission(LESSON, good)))
         archive.writestr("__MACOSX/stuff/._homework.ipynb", "junk")
     cases["zipped"] = ("a zip holding `homework.ipynb` (recognised by its content)", 8.0)
     (inbox / "empty").mkdir()
@@ -133,16 +131,16 @@ def build_inbox(course, inbox: Path) -> dict[str, tuple[str, object]]:
     hand_in("transformer", with_cell({}, "get_ipython().input_transformers_cleanup.append(lambda lines: [])"),
             what="an input transformer that empties every later cell", expect=0.0)
     all_wrong = {e: _mistake(e, 0) for e in POINTS}
-    hand_in("monkeypatch", with_cell(all_wrong, "from aecourse import grading\ngrading.check = lambda *a, **k: None\n"
-                                     "grading.check_close = lambda *a, **k: None"), what="wrong answers with the test helpers patched", expect=0.0)
+    hand_in("monkeypatch", with_cell(all_wrong, "from aecourse import check\ncheck.that = lambda *a, **k: None\n"
+                                     "check.close = lambda *a, **k: None"), what="wrong answers with the test helpers patched", expect=0.0)
     hand_in("gradebook", with_cell(good, "import sqlite3\ntry:\n    sqlite3.connect(%r).execute('update grade set auto_score=99')\n"
                                    "except Exception as err:\n    print('blocked:', type(err).__name__)" % str(course.root / "gradebook.db")),
             what="tries to write the gradebook")
-    hand_in("shadow", fixtures.fill(course, LESSON, good), what="`aecourse.py` and `torch/` beside the notebook")
-    hand_in("delegation", fixtures.fill(course, LESSON, dict(good, **{
+    hand_in("shadow", course.submission(LESSON, good), what="`aecourse.py` and `torch/` beside the notebook")
+    hand_in("delegation", course.submission(LESSON, dict(good, **{
         e: __import__("textwrap").dedent(DELEGATIONS[(LESSON, e)]).strip() for e in ("reconstruction_error", "dense_autoencoder")})),
         what="answers that delegate to the course's reference", expect=3.0)
-    hand_in("warning", fixtures.fill(course, LESSON, dict(good, reconstruction_error=(
+    hand_in("warning", course.submission(LESSON, dict(good, reconstruction_error=(
         "import warnings\ndef reconstruction_error(x_hat, x):\n    warnings.warn('a harmless warning', UserWarning)\n"
         "    return ((x_hat - x) ** 2).flatten(1).sum(dim=1)"))), what="a correct answer that warns on stderr")
     return cases
@@ -153,35 +151,32 @@ def graded_class(tmp_path_factory):
     """The whole workflow on the generated class; returns (course, cases, status rows by student)."""
     tmp = tmp_path_factory.mktemp("class")
     before = _sandbox_leftovers()
-    course = fixtures.make_course(tmp / "course")
-    workers, server = 1, None
-    try:
-        pgserver.bindir()
-        server = tmp / "postgres"
-        course.db_url, workers = pgserver.start(server), 2
-    except pgserver.PostgresError:
-        pass
-    from aecourse.classroom.cli import release
-    release(course, course.assignments)
-    cases = build_inbox(course, tmp / "inbox")
-    catalogue = build_catalogue(course, tmp / "inbox")
-    rows = collect(tmp / "inbox", course)
-    report.save_rows(course, "collected", rows)
-    shadow = course.root / "submitted" / "shadow" / LESSON
-    (shadow / "aecourse.py").write_text("raise SystemExit('the shadow aecourse was imported')\n")
-    (shadow / "torch").mkdir()
-    (shadow / "torch" / "__init__.py").write_text("raise SystemExit('the shadow torch was imported')\n")
-    work = [(r.student, r.assignment) for r in rows if r.status == "collected"]
-    graded = ag.autograde(course, work, _spec(course), workers=workers, log=lambda *a: None)
-    report.save_rows(course, "graded", graded)
-    every = {(r["student"], r["assignment"]): r for r in report.status_rows(course)}
-    report.feedback(course, sorted({s for s, _ in work}), [LESSON])
-    report.export_csv(course)
-    report.write_report(course)
-    by_student = {r["student"]: r for r in report.status_rows(course) if r["assignment"] == LESSON}
-    yield course, cases, by_student, workers, _sandbox_leftovers() - before, catalogue, every
-    if server:
-        pgserver.stop(server)
+    course = make_course(tmp / "course")
+    with contextlib.ExitStack() as stack:
+        workers = 1
+        try:
+            pgserver.bindir()
+            course.db_url, workers = stack.enter_context(pgserver.server()), 2
+        except pgserver.PostgresError:
+            pass
+        ag.release(course, course.assignments)
+        cases = build_inbox(course, tmp / "inbox")
+        catalogue = build_catalogue(course, tmp / "inbox")
+        rows = collect(tmp / "inbox", course)
+        report.save_rows(course, "collected", rows)
+        shadow = course.root / "submitted" / "shadow" / LESSON
+        (shadow / "aecourse.py").write_text("raise SystemExit('the shadow aecourse was imported')\n")
+        (shadow / "torch").mkdir()
+        (shadow / "torch" / "__init__.py").write_text("raise SystemExit('the shadow torch was imported')\n")
+        work = [(r.student, r.assignment) for r in rows if r.status == "collected"]
+        graded = ag.autograde(course, work, _spec(course), workers=workers, log=lambda *a: None)
+        report.save_rows(course, "graded", graded)
+        every = {(r["student"], r["assignment"]): r for r in report.status_rows(course)}
+        report.feedback(course, sorted({s for s, _ in work}), [LESSON])
+        report.export_csv(course)
+        report.write_report(course)
+        by_student = {r["student"]: r for r in report.status_rows(course) if r["assignment"] == LESSON}
+        yield course, cases, by_student, workers, _sandbox_leftovers() - before, catalogue, every
 
 
 def _sandbox_leftovers() -> set[str]:
@@ -286,9 +281,8 @@ def test_feedback_has_no_hidden_tests(graded_class):
 
 
 def test_a_missing_dependency_stops_grading_before_anyone_gets_zero(tmp_path):
-    course = fixtures.make_course(tmp_path / "course")
-    from aecourse.classroom.cli import release
-    release(course, [LESSON])
+    course = make_course(tmp_path / "course")
+    ag.release(course, [LESSON])
     blocker = tmp_path / "blocker"
     blocker.mkdir()
     (blocker / "sitecustomize.py").write_text(
@@ -301,7 +295,7 @@ def test_a_missing_dependency_stops_grading_before_anyone_gets_zero(tmp_path):
                                env=spec.env + (("PYTHONPATH", str(blocker)),))
     inbox = tmp_path / "inbox"
     (inbox / "alice").mkdir(parents=True)
-    nbformat.write(fixtures.fill(course, LESSON, fixtures.solution_answers(course, LESSON)), inbox / "alice" / "a.ipynb")
+    nbformat.write(course.submission(LESSON, course.solution_answers(LESSON)), inbox / "alice" / "a.ipynb")
     collect(inbox, course)
     with pytest.raises(ag.GradingError, match="matplotlib") as failure:
         ag.autograde(course, [("alice", LESSON)], spec, log=lambda *a: None)
@@ -317,21 +311,19 @@ def test_parallel_grading_gives_the_serial_grades(tmp_path):
         pytest.skip(str(err))
     grades = {}
     for mode in ("serial", "parallel"):
-        course = fixtures.make_course(tmp_path / mode)
-        if mode == "parallel":
-            course.db_url = pgserver.start(tmp_path / "postgres")
-        from aecourse.classroom.cli import release
-        release(course, [LESSON])
-        good = fixtures.solution_answers(course, LESSON)
-        inbox = tmp_path / f"inbox-{mode}"
-        for k in range(4):
-            (inbox / f"s{k}").mkdir(parents=True)
-            answers = dict(good, **({"reconstruction_error": _mistake("reconstruction_error", k)} if k % 2 else {}))
-            nbformat.write(fixtures.fill(course, LESSON, answers if k < 3 else {}), inbox / f"s{k}" / "n.ipynb")
-        work = [(r.student, r.assignment) for r in collect(inbox, course) if r.status == "collected"]
-        rows = ag.autograde(course, work, _spec(course), workers=2 if mode == "parallel" else 1, log=lambda *a: None)
-        grades[mode] = {(r.student, r.assignment): (r.score, tuple(sorted(n for n in r.notes if ":" in n))) for r in rows}
-        if mode == "parallel":
-            pgserver.stop(tmp_path / "postgres")
+        with pgserver.server() if mode == "parallel" else contextlib.nullcontext() as url:
+            course = make_course(tmp_path / mode)
+            course.db_url = url or course.db_url
+            ag.release(course, [LESSON])
+            good = course.solution_answers(LESSON)
+            inbox = tmp_path / f"inbox-{mode}"
+            for k in range(4):
+                (inbox / f"s{k}").mkdir(parents=True)
+                answers = dict(good, **({"reconstruction_error": _mistake("reconstruction_error", k)} if k % 2 else {}))
+                nbformat.write(course.submission(LESSON, answers if k < 3 else {}), inbox / f"s{k}" / "n.ipynb")
+            work = [(r.student, r.assignment) for r in collect(inbox, course) if r.status == "collected"]
+            rows = ag.autograde(course, work, _spec(course), workers=2 if url else 1, log=lambda *a: None)
+            grades[mode] = {(r.student, r.assignment): (r.score, tuple(sorted(n for n in r.notes if ":" in n)))
+                            for r in rows}
     assert grades["serial"] == grades["parallel"]
     assert [grades["serial"][(f"s{k}", LESSON)][0] for k in range(4)] == [8.0, 6.0, 8.0, 0.0]

@@ -1,13 +1,19 @@
+"""Every benchmark runs end to end in its fast mode and prints its table."""
+
+import importlib
 import math
 
 import pytest
 
-from aecourse import bench
+from aecourse import recipes
+from aecourse.bench import quality, throughput
+
+pytestmark = pytest.mark.slow  # each trains models or embeds codes for tens of seconds
 
 
 def test_quality_benchmark_runs_end_to_end_in_fast_mode(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("AECOURSE_CACHE_DIR", str(tmp_path / "cache"))
-    figures = bench.quality(fast=True, out=tmp_path)
+    figures = quality.run(fast=True, out=tmp_path)
     out = capsys.readouterr().out
     for row in ("held-out MSE per pixel", "-ELBO, nats/image", "5-NN accuracy on CAE codes", "training time"):
         assert row in out
@@ -24,50 +30,40 @@ def test_quality_benchmark_runs_end_to_end_in_fast_mode(tmp_path, capsys, monkey
         assert (tmp_path / name).stat().st_size > 5_000
 
 
-def _lesson_training_spec(lesson: str, name: str, monkeypatch) -> str:
-    """The cache key of the model ``name`` as lesson ``lesson`` trains it in full mode.
-
-    Runs the lesson's set-up cell, then evaluates the arguments of its ``load_or_train("name", ...)``
-    call (in a code cell, or in a ```python block of a markdown cell) without training anything.
-    """
-    import ast
-    import re
-
-    import nbformat
-
-    from aecourse import _paths
-    from aecourse.training import cache_key
-
-    monkeypatch.setenv("AECOURSE_FAST", "0")
-    nb = nbformat.read(_paths.repo_root() / "solutions" / lesson / f"{lesson}.ipynb", as_version=4)
-    code = [c.source for c in nb.cells if c.cell_type == "code"]
-    setup = next(src for src in code if "load_mnist(cfg)" in src)
-    code += [block for c in nb.cells if c.cell_type == "markdown"
-             for block in re.findall(r"```python\n(.*?)```", c.source, re.S)]
-    namespace: dict = {}
-    exec(compile(setup, f"{lesson} set-up cell", "exec"), namespace)
-    for tree in map(ast.parse, (src for src in code if f'"{name}"' in src and "load_or_train" in src)):
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "load_or_train" \
-                    and isinstance(node.args[0], ast.Constant) and node.args[0].value == name:
-                def value(expr: ast.expr):
-                    return eval(compile(ast.Expression(expr), lesson, "eval"), namespace)
-
-                make, data, cfg, objective = map(value, node.args[1:5])
-                epochs = next((value(k.value) for k in node.keywords if k.arg == "epochs"), cfg.epochs)
-                return cache_key(make(), data, cfg, objective, epochs)
-    raise AssertionError(f"{lesson} does not train {name!r} with load_or_train")
+def test_quality_scores_the_lessons_recipes():
+    assert quality.MODELS == {"cae": recipes.CAE, "vae": recipes.VAE, "deep_vae": recipes.DEEP_VAE}
 
 
-@pytest.mark.parametrize("model, lesson, name", [
-    ("cae", "02_convolutional_autoencoders", "lesson2-cae-32"),
-    ("vae", "04_variational_autoencoders", "lesson4-vae-16"),
-    ("deep_vae", "04_variational_autoencoders", "lesson4-vae-deep"),  # the snippet lesson 4 offers
-])
-def test_lessons_train_the_benchmarked_models_exactly_as_the_benchmark(model, lesson, name, monkeypatch):
-    from aecourse.data import load_mnist
-    from aecourse.training import cache_key
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_throughput_benchmark_prints_both_pipelines_side_by_side(precision, monkeypatch, capsys):
+    monkeypatch.setenv("AECOURSE_PRECISION", precision)
+    rows = throughput.run(repeats=1, fast=True)
+    out = capsys.readouterr().out
+    assert [r["model"] for r in rows] == ["tutorial CAE (no bottleneck)", "tutorial dense VAE (pytorch/examples)",
+                                          "course ConvAE(32)", "course ConvVAE(16)"]
+    for r in rows:
+        assert r["tutorial"] > 0 and r["course"] > 0
+        assert r["ratio"] == pytest.approx(r["course"] / r["tutorial"])
+        assert f"{r['ratio']:.2f}x" in out
+    # in bf16 the float32 loop is timed beside it, so the table shows what each part gives
+    assert all(("fp32" in r) == (precision == "bf16") for r in rows)
+    assert "course, float32 (img/s)" in out
+    assert ("course, bfloat16 autocast (img/s)" in out) == (precision == "bf16")
+    assert f"course loop precision: {'bfloat16 autocast' if precision == 'bf16' else 'float32'}" in out
+    # and, for the models with transposed convolutions, fit with autocast's own weight and bias gradients for them
+    assert [("autocast" in r) for r in rows] == [precision == "bf16", False, precision == "bf16", precision == "bf16"]
+    assert ("course, bfloat16 autocast alone (img/s)" in out) == (precision == "bf16")
+    assert ("(same: no transposed convolution)" in out) == (precision == "bf16")
+    for r in rows:
+        if "autocast" in r:
+            assert f"{r['model']} {r['course'] / r['autocast']:.2f}x" in out
 
-    lesson_key = _lesson_training_spec(lesson, name, monkeypatch)
-    spec, cfg = bench.MODELS[model], bench.benchmark_config(model, seed=0, fast=False)
-    assert lesson_key == cache_key(spec.make(), load_mnist(cfg), cfg, spec.objective, cfg.epochs)
+
+@pytest.mark.parametrize("name", ["tsne", "widgets"])
+def test_tsne_and_widget_benchmarks_print_their_tables_in_fast_mode(name, capsys):
+    from aecourse import bench
+
+    args = bench.build_parser().parse_args([name, "--fast", "--repeats", "1"])
+    importlib.import_module(f"aecourse.bench.{name}").main(args)
+    out = capsys.readouterr().out
+    assert {"tsne": "speed-up", "widgets": "| explorer | median (ms) |"}[name] in out

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from aecourse.classroom.pgserver import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 LESSON = "04_variational_autoencoders"
@@ -28,15 +29,10 @@ EXPLORER = "Move through the latent space"  # the title of widgets.latent_slider
 
 pytestmark = [
     pytest.mark.browser,
+    pytest.mark.slow,
     pytest.mark.skipif(CHROMIUM is None, reason="no Chromium: install the Debian package chromium "
                                                 "(or set $AECOURSE_CHROMIUM); .ci/run does"),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +46,7 @@ def lab(tmp_path_factory):
     news = root / ".settings" / "@jupyterlab" / "apputils-extension"
     news.mkdir(parents=True)
     (news / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))  # no pop-up
-    port, token = _free_port(), "aecourse-browser-test"
+    port, token = free_port(), "aecourse-browser-test"
     env = dict(os.environ, AECOURSE_FAST="1", AECOURSE_CACHE_DIR=str(root / ".cache"),
                JUPYTERLAB_SETTINGS_DIR=str(root / ".settings"), JUPYTERLAB_WORKSPACES_DIR=str(root / ".workspaces"))
     cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",

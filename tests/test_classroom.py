@@ -10,15 +10,16 @@ import pytest
 
 from aecourse.classroom import autograde as ag
 from aecourse.classroom import collect as col
-from aecourse.classroom import fixtures, report, sandbox
+from aecourse.classroom import report, sandbox
 from aecourse.classroom.scan import scan_notebook, scan_source
+from support import ROOT, make_course
 
 LESSON = "01_autoencoders"
 
 
 @pytest.fixture(scope="module")
 def course(tmp_path_factory):
-    return fixtures.make_course(tmp_path_factory.mktemp("course") / "course")
+    return make_course(tmp_path_factory.mktemp("course") / "course")
 
 
 @pytest.mark.parametrize("name, expected", [
@@ -31,7 +32,7 @@ def test_file_names_students_changed_are_recognised(course, name, expected):
 
 
 def test_a_notebook_is_recognised_by_its_content_before_its_name(course):
-    nb = fixtures.fill(course, "02_convolutional_autoencoders", {})
+    nb = course.submission("02_convolutional_autoencoders", {})
     assert col.match_assignment(col.Candidate("x", "01_autoencoders.ipynb", 0.0, nb), course) == (
         "02_convolutional_autoencoders", "nbgrader cell ids")
     for cell in nb.cells:
@@ -47,7 +48,7 @@ def test_student_ids_are_safe_folder_names():
 
 def test_collect_reads_folders_zips_and_damaged_files(course, tmp_path):
     inbox = tmp_path / "inbox"
-    good = fixtures.fill(course, LESSON, fixtures.solution_answers(course, LESSON))
+    good = course.submission(LESSON, course.solution_answers(LESSON))
     (inbox / "ann" / "deep" / "er").mkdir(parents=True)
     nbformat.write(good, inbox / "ann" / "deep" / "er" / "Copy of 01_autoencoders.ipynb")
     with zipfile.ZipFile(inbox / "bob.zip", "w") as archive:
@@ -69,7 +70,7 @@ def test_collect_reads_folders_zips_and_damaged_files(course, tmp_path):
 
 def test_repair_restores_stripped_metadata_and_keeps_the_edited_duplicate(course):
     release = course.release(LESSON)
-    nb = fixtures.fill(course, LESSON, fixtures.solution_answers(course, LESSON))
+    nb = course.submission(LESSON, course.solution_answers(LESSON))
     for cell in nb.cells:
         cell.metadata = {}
     notes: list[str] = []
@@ -79,7 +80,7 @@ def test_repair_restores_stripped_metadata_and_keeps_the_edited_duplicate(course
                                      if c.metadata.get("nbgrader", {}).get("grade_id")]
     assert len(notes) == 6 and all("restored" in n for n in notes)
 
-    nb = fixtures.fill(course, LESSON, {"reconstruction_error": "def reconstruction_error(x_hat, x):\n    return 0"})
+    nb = course.submission(LESSON, {"reconstruction_error": "def reconstruction_error(x_hat, x):\n    return 0"})
     at = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == "reconstruction_error")
     stub = copy.deepcopy(release.cells[at])
     nb.cells.insert(at, stub)  # the untouched copy first, the answer after it
@@ -95,8 +96,8 @@ def test_repair_restores_stripped_metadata_and_keeps_the_edited_duplicate(course
     ("import sqlite3", "sqlite3"),
     ("import builtins\nbuiltins.print = None", "builtins"),
     ("__builtins__['len'] = None", "__builtins__"),
-    ("import sys\nsys.modules['aecourse.grading'] = fake", "sys.modules"),
-    ("from aecourse import grading\ngrading.check = lambda *a: None", "monkeypatching"),
+    ("import sys\nsys.modules['aecourse.check'] = fake", "sys.modules"),
+    ("from aecourse import check\ncheck.that = lambda *a: None", "monkeypatching"),
     ("setattr(torch, 'allclose', lambda *a, **k: True)", "monkeypatching"),
     ("import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)", "signal"),
     ("import os\nos._exit(0)", "os._exit"),
@@ -123,7 +124,7 @@ def test_the_sandbox_shows_only_what_the_kernel_needs(tmp_path):
     cmd = sandbox.bwrap_command(work, spec, ["python"])
     mounts = {cmd[i + 2]: cmd[i] for i, arg in enumerate(cmd) if arg in ("--ro-bind", "--bind")
               for _ in [0] if i + 2 < len(cmd)}
-    root = fixtures._paths.repo_root()
+    root = ROOT
     assert "--unshare-all" in cmd and "--clearenv" in cmd and "--die-with-parent" in cmd
     assert str(root / "aecourse") in mounts and str(root) not in mounts  # the package, never the checkout
     assert not any(p.startswith(str(root / "solutions")) for p in mounts)
@@ -158,15 +159,16 @@ def test_the_solution_student_id_cannot_be_a_real_one():
     assert col.student_id(ag.CANARY) != ag.CANARY
 
 
+@pytest.mark.slow
 def test_the_command_line_grades_a_small_class_end_to_end(tmp_path, capsys):
     """Every step of ``python -m aecourse grade`` on two students (unsandboxed: the plumbing only)."""
     from aecourse.classroom import cli
 
-    course = fixtures.make_course(tmp_path / "course")
+    course = make_course(tmp_path / "course")
     inbox = tmp_path / "inbox"
     (inbox / "ann").mkdir(parents=True)
-    nbformat.write(fixtures.fill(course, LESSON, fixtures.solution_answers(course, LESSON)), inbox / "ann" / "w1.ipynb")
-    nbformat.write(fixtures.fill(course, LESSON, {}), inbox / "bo.ipynb")
+    nbformat.write(course.submission(LESSON, course.solution_answers(LESSON)), inbox / "ann" / "w1.ipynb")
+    nbformat.write(course.submission(LESSON, {}), inbox / "bo.ipynb")
     common = ["--course", str(course.root), "--lesson", LESSON, "--db", course.db_url]
     assert cli.main(["autograde", *common]) == 2 and "run `python -m aecourse grade collect" in capsys.readouterr().err
     assert cli.main(["release", *common]) == 0

@@ -1,5 +1,4 @@
 import hashlib
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,19 +17,41 @@ def test_bootstrap_needs_only_the_standard_library():
 def test_help_lists_the_commands():
     out = subprocess.run([sys.executable, "-m", "aecourse", "--help"], capture_output=True, text=True,
                          check=True, cwd=_paths.repo_root()).stdout
-    for command in ("lab", "test", "bench", "setup"):
+    for command in cli.COMMAND_EXTRAS:
         assert command in out
 
 
 def test_bench_help_lists_the_benchmarks_and_their_options():
-    out = subprocess.run([sys.executable, "-m", "aecourse", "bench", "speed", "--help"], capture_output=True,
+    from aecourse.bench import BENCHMARKS
+
+    out = subprocess.run([sys.executable, "-m", "aecourse", "bench", "throughput", "--help"], capture_output=True,
                          text=True, check=True, cwd=_paths.repo_root()).stdout
-    for word in ("quality", "speed", "tsne", "--repeats", "--fast", "--out"):
+    for word in (*BENCHMARKS, "--repeats", "--fast", "--out"):
         assert word in out
 
 
+def test_every_benchmark_has_its_module_with_a_main():
+    import importlib
+
+    from aecourse.bench import BENCHMARKS
+
+    for name in BENCHMARKS:
+        assert callable(importlib.import_module(f"aecourse.bench.{name}").main), name
+
+
+def test_test_quick_runs_the_tests_folder_without_the_slow_tests(monkeypatch):
+    calls = []
+    monkeypatch.setattr(cli.subprocess, "call", lambda cmd, **k: calls.append(cmd) or 0)
+    args, rest = cli.build_parser().parse_known_args(["test", "--quick", "-x"])
+    assert cli.cmd_test(args, rest) == 0
+    assert calls[0][1:] == ["-m", "pytest", "tests", "-m", "not slow", "-x"]
+    args, rest = cli.build_parser().parse_known_args(["test", "-k", "losses"])
+    cli.cmd_test(args, rest)
+    assert calls[1][1:] == ["-m", "pytest", "-k", "losses"]
+
+
 def test_this_environment_has_everything():
-    assert cli.missing_modules() == []
+    assert cli.missing_modules(cli.COMMAND_EXTRAS["test"]) == []
 
 
 def _fake_repo(tmp_path: Path, stamp: str | None) -> Path:
@@ -43,43 +64,60 @@ def _fake_repo(tmp_path: Path, stamp: str | None) -> Path:
     return python
 
 
+HASH = hashlib.sha256(b"[project]\nname = 'x'\n").hexdigest()
+
+
 def test_an_up_to_date_venv_is_reused_without_installing(tmp_path, monkeypatch):
-    python = _fake_repo(tmp_path, hashlib.sha256(b"[project]\nname = 'x'\n").hexdigest())
-    monkeypatch.setattr(cli, "missing_modules", lambda: ["torch"])
+    python = _fake_repo(tmp_path, f"{HASH} course,instructor")
+    monkeypatch.setattr(cli, "missing_modules", lambda extras=(): ["torch"])
     monkeypatch.setattr(_paths, "repo_root", lambda: tmp_path)
     monkeypatch.setattr(cli.subprocess, "run", lambda *a, **k: pytest.fail("should not install"))
-    assert cli.ensure_environment() == python
+    assert cli.ensure_environment(("course",)) == python
+    assert cli.ensure_environment(("instructor", "course")) == python
 
 
-def test_a_changed_pyproject_reinstalls(tmp_path, monkeypatch):
-    python = _fake_repo(tmp_path, "old-hash")
+def test_a_changed_pyproject_reinstalls_keeping_the_extras_installed_before(tmp_path, monkeypatch):
+    python = _fake_repo(tmp_path, "old-hash course")
     calls = []
-    monkeypatch.setattr(cli, "missing_modules", lambda: ["torch"])
+    monkeypatch.setattr(cli, "missing_modules", lambda extras=(): ["torch"])
     monkeypatch.setattr(_paths, "repo_root", lambda: tmp_path)
     monkeypatch.setattr(cli.subprocess, "run", lambda cmd, **k: calls.append(cmd))
-    assert cli.ensure_environment() == python
-    assert calls and calls[0][:4] == [str(python), "-m", "pip", "install"] and calls[0][-1].endswith("[course,dev]")
-    assert (tmp_path / ".venv" / cli.STAMP).read_text().strip() == hashlib.sha256(
-        (tmp_path / "pyproject.toml").read_bytes()).hexdigest()
+    assert cli.ensure_environment(("instructor",)) == python
+    assert calls[0][:4] == [str(python), "-m", "pip", "install"]
+    assert calls[0][-1] == f"{tmp_path}[course,instructor]"  # what an earlier command installed stays
+    assert (tmp_path / ".venv" / cli.STAMP).read_text().split() == [HASH, "course,instructor"]
+
+
+def test_a_command_that_needs_more_extras_adds_them_to_the_ones_installed(tmp_path, monkeypatch):
+    python = _fake_repo(tmp_path, f"{HASH} course")
+    calls = []
+    monkeypatch.setattr(cli, "missing_modules", lambda extras=(): ["nbgrader"])
+    monkeypatch.setattr(_paths, "repo_root", lambda: tmp_path)
+    monkeypatch.setattr(cli.subprocess, "run", lambda cmd, **k: calls.append(cmd))
+    assert cli.ensure_environment(cli.COMMAND_EXTRAS["grade"]) == python
+    assert calls[0][-1] == f"{tmp_path}[course,instructor]"
+    assert (tmp_path / ".venv" / cli.STAMP).read_text().split() == [HASH, "course,instructor"]
+
+
+def test_a_student_needs_only_the_course_extra(monkeypatch):
+    asked = []
+    monkeypatch.setattr(cli.importlib.util, "find_spec", lambda name: asked.append(name))
+    assert cli.COMMAND_EXTRAS["lab"] == ("course",)
+    assert cli.missing_modules(cli.COMMAND_EXTRAS["lab"]) == asked == [*cli.MODULES[""], *cli.MODULES["course"]]
+    assert not {"nbgrader", "psycopg", "pytest", "playwright"} & set(asked)
 
 
 def test_an_installed_copy_without_its_tools_says_how_to_get_them(monkeypatch):
-    monkeypatch.setattr(cli, "missing_modules", lambda: ["jupyterlab"])
+    monkeypatch.setattr(cli, "missing_modules", lambda extras=(): ["nbgrader"])
     monkeypatch.setattr(_paths, "repo_root", lambda: None)
-    with pytest.raises(SystemExit, match=r"pip install 'aecourse\[course,dev\]'"):
-        cli.ensure_environment()
+    with pytest.raises(SystemExit, match=r"pip install 'aecourse\[instructor\]'"):
+        cli.ensure_environment(cli.COMMAND_EXTRAS["grade"])
 
 
 def test_a_complete_foreign_environment_is_used_as_it_is(monkeypatch, tmp_path):
-    monkeypatch.setattr(cli, "missing_modules", lambda: [])
+    monkeypatch.setattr(cli, "missing_modules", lambda extras=(): [])
     monkeypatch.setattr(cli.sys, "prefix", str(tmp_path / "conda-env"))
-    assert cli.ensure_environment() == Path(sys.executable)
-
-
-def test_sibling_mnist_never_overrides_an_explicit_folder(monkeypatch, tmp_path):
-    monkeypatch.setenv(_paths.MNIST_DIR_ENV, str(tmp_path))
-    assert _paths.use_sibling_mnist(announce=False) == tmp_path
-    assert os.environ[_paths.MNIST_DIR_ENV] == str(tmp_path)
+    assert cli.ensure_environment(("course",)) == Path(sys.executable)
 
 
 def test_lab_opens_the_lessons_and_allows_root_only_for_root(monkeypatch):

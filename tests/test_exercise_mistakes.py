@@ -13,7 +13,7 @@ import nbformat
 import pytest
 
 from aecourse import _paths
-from aecourse.grading import ExerciseError
+from aecourse.check import ExerciseError
 
 ROOT = _paths.repo_root()
 
@@ -325,9 +325,11 @@ CATALOGUE: dict[tuple[str, str], list[tuple[str, str, str]]] = {
     ],
     ("05_beyond_the_basics", "one_hot"): [
         ("integer tensor", """
+            import torch.nn.functional as F
             def my_one_hot(labels, n_classes=10):
                 return F.one_hot(labels, n_classes)""", "return floats"),
         ("transposed", """
+            import torch.nn.functional as F
             def my_one_hot(labels, n_classes=10):
                 return F.one_hot(labels, n_classes).float().T""", "shape (3, 10)"),
         ("off by one", """
@@ -336,6 +338,7 @@ CATALOGUE: dict[tuple[str, str], list[tuple[str, str, str]]] = {
                 out[torch.arange(len(labels)), (labels + 1) % n_classes] = 1.0
                 return out""", "single 1, at the index"),
         ("ignored n_classes", """
+            import torch.nn.functional as F
             def my_one_hot(labels, n_classes=10):
                 return F.one_hot(labels, 10).float()""", "n_classes=4"),
     ],
@@ -360,7 +363,7 @@ CATALOGUE: dict[tuple[str, str], list[tuple[str, str, str]]] = {
 }
 
 # Passing an exercise off the course's own reference: correct values, so only the hidden tests'
-# ``grading.check_own_work`` can catch it. (one_hot has no course reference: torch's F.one_hot is fair;
+# ``integrity.own_work`` can catch it. (one_hot has no course reference: torch's F.one_hot is fair;
 # train_step's only reference, training.fit, trains whole epochs and cannot stand in for one step.)
 DELEGATIONS: dict[tuple[str, str], str] = {
     ("01_autoencoders", "reconstruction_error"): """

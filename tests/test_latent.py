@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from aecourse import latent
-from aecourse.models import ConditionalVAE, ConvAE, ConvVAE
+from aecourse.models import ConvAE, ConvVAE
 
 X = torch.rand(12, 1, 28, 28, generator=torch.Generator().manual_seed(0))
 
@@ -13,7 +13,7 @@ def test_encode_gives_codes_and_the_vae_mean():
     ae, vae = ConvAE(5, channels=(8, 16)), ConvVAE(3, channels=(8, 16))
     assert latent.encode(ae, X, batch_size=5).shape == (12, 5)
     assert torch.allclose(latent.encode(vae, X), vae.encode(X)[0])
-    cvae = ConditionalVAE(3, channels=(8, 16))
+    cvae = ConvVAE(3, channels=(8, 16), n_classes=10)
     y = torch.arange(12) % 10
     assert torch.allclose(latent.encode(cvae, X, y), cvae.encode(X, y)[0])
 
@@ -44,6 +44,7 @@ def test_knn_accuracy_against_a_hand_written_nearest_neighbour():
     assert latent.knn_accuracy(blobs, labels, blobs + 0.01, labels, k=5) == 1.0
 
 
+@pytest.mark.slow
 def test_tsne_keeps_separate_clusters_apart():
     g = np.random.default_rng(3)
     codes = np.concatenate([g.normal(0, 1, (60, 64)), g.normal(20, 1, (60, 64))]).astype(np.float32)
@@ -105,6 +106,7 @@ def test_posterior_stats_are_the_encoder_outputs():
         latent.posterior_stats(ConvAE(3, channels=(8, 16)), X)
 
 
+@pytest.mark.slow
 def test_tsne_neighbourhoods_are_as_trustworthy_as_scikit_learns():
     """Oracle: scikit-learn's TSNE with default settings on the same codes (trustworthiness, k = 5)."""
     from sklearn.datasets import load_digits

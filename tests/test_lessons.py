@@ -3,8 +3,10 @@ the instructor's solution scores full marks, and everything outside the exercise
 
 from __future__ import annotations
 
+import ast
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -72,6 +74,51 @@ def test_exercises_follow_the_course_conventions(name):
         assert cell.metadata.nbgrader.get("points", 0) > 0 and cell.metadata.nbgrader.locked
     for cell in answers:
         assert "### BEGIN SOLUTION" in cell.source and cell.source.lstrip().startswith(("def ", "class "))
+
+
+def _code(nb, hidden: bool = True) -> list[str]:
+    """The code cells' sources (magics blanked); without the hidden-test blocks when ``hidden`` is False."""
+    sources = []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        source = "\n".join(line[:len(line) - len(line.lstrip())] + "pass" if line.lstrip().startswith(("%", "!"))
+                            else line for line in cell.source.splitlines())
+        if not hidden:
+            source = re.sub(r"### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS", "", source, flags=re.S)
+        sources.append(source)
+    return sources
+
+
+@pytest.mark.parametrize("folder", ["solutions", "lessons"])
+@pytest.mark.parametrize("name", LESSONS)
+def test_code_lines_fit_in_100_characters(name, folder):
+    nb = nbformat.read(_notebook(folder, name), as_version=4)
+    long = [line for source in _code(nb) for line in source.splitlines() if len(line) > 100]
+    assert not long, f"{folder}/{name}: lines over 100 characters: {long}"
+
+
+@pytest.mark.parametrize("name", LESSONS)
+def test_the_student_copy_imports_only_what_the_lesson_uses(name):
+    """Every name the visible cells import is used outside the hidden tests (by the lesson, its visible tests
+    or the answers students write); what only hidden tests need is imported inside them."""
+    nb = nbformat.read(_notebook("solutions", name), as_version=4)
+    visible = [ast.parse(source) for source in _code(nb, hidden=False)]
+    imported = {(alias.asname or alias.name).split(".")[0]: i for i, tree in enumerate(visible)
+                for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
+                for alias in node.names}
+    used = {node.id for tree in visible for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    assert not set(imported) - used, f"{name}: imported but unused outside the hidden tests: {set(imported) - used}"
+
+
+@pytest.mark.parametrize("name", LESSONS)
+def test_lessons_train_their_models_from_the_recipes(name):
+    """The models a lesson trains come from aecourse.recipes, the same the benchmarks score."""
+    nb = nbformat.read(_notebook("solutions", name), as_version=4)
+    calls = {node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+             for source in _code(nb) for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Call)}
+    assert not calls & {"load_or_train", "fit"}, f"{name} trains outside aecourse.recipes"
+    assert "train" in calls, f"{name} trains nothing from aecourse.recipes"
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import torch
 
 from aecourse import models, training
 from aecourse.losses import gaussian_kl, mse
-from aecourse.models import ConditionalVAE, ConvAE, ConvVAE, DenseAE
+from aecourse.models import ConvAE, ConvVAE, DenseAE
 from aecourse.training import (AEObjective, CheckpointError, History, VAEObjective, evaluate, fit,
                                load_checkpoint, load_or_train, save_checkpoint)
 
@@ -14,7 +14,7 @@ MAKERS = {
     "NoBottleneckCAE": lambda: models.NoBottleneckCAE((8, 16)),
     "ConvAE": lambda: ConvAE(16, channels=(8, 16)),
     "ConvVAE": lambda: ConvVAE(8, channels=(8, 16)),
-    "ConditionalVAE": lambda: ConditionalVAE(8, channels=(8, 16)),
+    "ConvVAE, conditional": lambda: ConvVAE(8, channels=(8, 16), n_classes=10),
     "DenoisingAE": lambda: ConvAE(16, channels=(8, 16)),
 }
 

@@ -22,7 +22,7 @@ import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 from traitlets.config import Config
 
-from .course import Course
+from .course import Course, CourseError
 from .execute import STOPPED
 from .sandbox import SANDBOX_ENV, Limits, SandboxSpec, check_sandbox
 
@@ -53,7 +53,7 @@ def course_spec(course: Course, limits: Limits = Limits(), enabled: bool = True)
     """The sandbox for this course: ``limits``, the MNIST folder read-only, the course's checkpoint cache."""
     from aecourse import _paths
 
-    mnist = os.environ.get(_paths.MNIST_DIR_ENV) or _paths.sibling_mnist_dir()
+    mnist = os.environ.get(_paths.MNIST_DIR_ENV)
     readonly, env = (), ()
     if mnist:
         mnist = str(Path(mnist).resolve())
@@ -154,7 +154,7 @@ def autograde(course: Course, work: list[tuple[str, str]], spec: SandboxSpec, wo
     """Grade ``(student, assignment)`` pairs; the solution of each lesson (and of ``lessons``) first."""
     if workers > 1 and course.db_url.startswith("sqlite"):
         raise GradingError(f"{workers} workers need a gradebook that takes concurrent writers, and SQLite "
-                           f"({course.db_url}) does not: pass --db postgresql://... (see the README), or use "
+                           f"({course.db_url}) does not: pass --db postgresql://... (see docs/instructors.md), or use "
                            "--workers 1.")
     check_sandbox(spec)
     assignments = sorted(set(lessons or []) | {a for _, a in work})
@@ -177,3 +177,15 @@ def autograde(course: Course, work: list[tuple[str, str]], spec: SandboxSpec, wo
         with cf.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             runs = list(pool.map(_grade_one, *zip(*jobs)))
     return [outcome(course, a, s, run) for (s, a), run in zip(work, runs)]
+
+
+def release(course: Course, lessons: list[str]) -> None:
+    """Generate the student versions and record the lessons (hidden tests included) in the gradebook."""
+    from nbgrader.apps import NbGraderAPI
+
+    api = NbGraderAPI(config=nbgrader_config(course))
+    for lesson in lessons:
+        result = api.generate_assignment(lesson)
+        if not result["success"]:
+            raise CourseError(f"nbgrader could not release {lesson}: {result.get('error', '')[-400:]}")
+        print(f"released {lesson} into lessons/ and the gradebook ({course.db_url})")

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         print("WARNING: --no-sandbox: student code runs with your permissions and can read the gradebook.")
     for step in steps:
         if step == "release":
-            release(course, lessons)
+            ag.release(course, lessons)
         elif step == "collect":
             if args.inbox is None:
                 raise CourseError("collect needs the inbox folder: python -m aecourse grade collect INBOX")
@@ -81,18 +81,6 @@ def run(args: argparse.Namespace) -> int:
             path, text = report.write_report(course)
             print(text + f"\n(saved in {path})")
     return 0
-
-
-def release(course: Course, lessons: list[str]) -> None:
-    """Generate the student versions and record the lessons (hidden tests included) in the gradebook."""
-    from nbgrader.apps import NbGraderAPI
-
-    api = NbGraderAPI(config=ag.nbgrader_config(course))
-    for lesson in lessons:
-        result = api.generate_assignment(lesson)
-        if not result["success"]:
-            raise CourseError(f"nbgrader could not release {lesson}: {result.get('error', '')[-400:]}")
-        print(f"released {lesson} into lessons/ and the gradebook ({course.db_url})")
 
 
 def main(argv: list[str] | None = None) -> int:

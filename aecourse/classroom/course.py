@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -83,3 +85,28 @@ class Course:
                 raise CourseError(f"no lesson {name!r}; the lessons are: {', '.join(self.assignments)}")
         return list(names) if names else self.assignments
 
+    def solution_answers(self, assignment: str) -> dict[str, str]:
+        """The instructor's answer cells of a lesson, by grade id."""
+        nb = nbformat.read(self.source_path(assignment), as_version=4)
+        return {c.metadata["nbgrader"]["grade_id"]: c.source for c in nb.cells
+                if c.metadata.get("nbgrader", {}).get("solution")}
+
+    def submission(self, assignment: str, answers: dict[str, str]) -> nbformat.NotebookNode:
+        """The student copy of a lesson with some answer cells written (by grade id): a dry-run hand-in."""
+        nb = copy.deepcopy(self.release(assignment))
+        for cell in nb.cells:
+            gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+            if gid in answers:
+                cell.source = answers[gid]
+        return nb
+
+    def copy_to(self, dest: Path | str) -> "Course":
+        """This course's ``solutions/``, ``lessons/`` and ``nbgrader_config.py`` in ``dest``, with a gradebook
+        of its own there: a place for dry runs and benchmarks that leaves this course untouched."""
+        dest = Path(dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in ("solutions", "lessons"):
+            shutil.copytree(self.root / name, dest / name,
+                            ignore=shutil.ignore_patterns("conftest.py", "__pycache__", ".ipynb_checkpoints"))
+        shutil.copy(self.root / "nbgrader_config.py", dest / "nbgrader_config.py")
+        return Course(dest, db_url=f"sqlite:///{dest.resolve() / 'gradebook.db'}")

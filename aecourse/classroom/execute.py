@@ -108,9 +108,10 @@ class SandboxedExecute(Execute):
 
     def _run_sealed(self, cell, resources, index):
         """Run a test cell with a last line that prints a secret token only if the cell really ran with
-        the course's checks (see ``aecourse.grading.seal``); no token, no points."""
+        the course's checks (see ``aecourse.classroom.integrity.seal``); no token, no points."""
         token, source = f"aecourse-seal-{secrets.token_hex(8)}", cell.source
-        cell.source = f"{source}\nimport aecourse.grading as _aecourse_grading\nprint(_aecourse_grading.seal({token!r}))"
+        cell.source = (f"{source}\nimport aecourse.classroom.integrity as _aecourse_integrity\n"
+                       f"print(_aecourse_integrity.seal({token!r}))")
         try:
             cell, resources = self._run(cell, resources, index)
         finally:

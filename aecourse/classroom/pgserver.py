@@ -5,20 +5,25 @@
 
 It uses the Debian package ``postgresql`` (``apt-get install postgresql``): ``initdb`` a cluster in
 FOLDER, listen on 127.0.0.1 only, trust local connections, create the database ``gradebook``.
-As root, the server runs as the ``postgres`` user (PostgreSQL refuses to run as root).
+As root, the server runs as the ``postgres`` user (PostgreSQL refuses to run as root), so FOLDER
+must be a place that user can reach (a folder under /tmp is); nothing else's permissions change.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
 import shutil
 import socket
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 
 class PostgresError(RuntimeError):
@@ -39,7 +44,8 @@ def _as_owner(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd] if os.getuid() == 0 else cmd
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -48,13 +54,16 @@ def _free_port() -> int:
 def start(folder: Path | str) -> str:
     """Start a server with its data in ``folder``; return the gradebook's SQLAlchemy URL."""
     folder = Path(folder).resolve()
-    data, bins, port = folder / "data", bindir(), _free_port()
+    data, bins, port = folder / "data", bindir(), free_port()
     folder.mkdir(parents=True, exist_ok=True)
     if os.getuid() == 0:
         owner = pwd.getpwnam("postgres")
-        for path in [folder, *folder.parents]:  # the server must be able to reach its folder
-            if path != Path("/"):
-                path.chmod(path.stat().st_mode | 0o011)
+        for parent in folder.parents:  # the server, running as postgres, must be able to reach its folder
+            mode = parent.stat()
+            if not (mode.st_mode & stat.S_IXOTH or mode.st_uid == owner.pw_uid):
+                raise PostgresError(f"the postgres user cannot reach {folder}: {parent} is closed to other users "
+                                    f"(mode {stat.filemode(mode.st_mode)}). Choose a folder under /tmp, or open "
+                                    f"{parent} with `chmod o+x {parent}` if that is what you want.")
         os.chown(folder, owner.pw_uid, owner.pw_gid)
     if (data / "postmaster.pid").exists():
         stop(folder)  # a server left running from an earlier start
@@ -86,6 +95,17 @@ def stop(folder: Path | str) -> None:
     if data.exists():
         subprocess.run(_as_owner([str(bindir() / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
                        capture_output=True)
+
+
+@contextlib.contextmanager
+def server() -> Iterator[str]:
+    """A throwaway server in a fresh folder under the temporary directory; yields its URL, then removes it."""
+    folder = Path(tempfile.mkdtemp(prefix="aecourse-postgres-"))
+    try:
+        yield start(folder)
+    finally:
+        stop(folder)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

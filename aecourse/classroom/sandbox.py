@@ -72,7 +72,10 @@ def python_roots() -> list[str]:
     roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, str(Path(sys.executable).resolve().parent.parent)}
     roots |= {p for p in sys.path if p and Path(p).is_dir() and "site-packages" in p}
     roots.add(str(Path(aecourse.__file__).resolve().parent))  # the package folder only, never its checkout
-    return sorted({str(Path(r).resolve()) for r in roots if Path(r).exists()})
+    # each folder where it really is, and also where the interpreter sees it when that is through a link
+    # (a virtual environment under a linked folder): the sandbox shows both
+    found = {str(Path(r).resolve()) for r in roots if Path(r).exists()}
+    return sorted(found | {os.path.abspath(r) for r in roots if Path(r).exists()})
 
 
 def bwrap_command(workdir: Path, spec: SandboxSpec, argv: list[str]) -> list[str]:
@@ -91,7 +94,7 @@ def bwrap_command(workdir: Path, spec: SandboxSpec, argv: list[str]) -> list[str
         elif os.path.isdir(top):
             cmd += ["--ro-bind", top, top]
     for root in python_roots() + [str(Path(p).resolve()) for p in spec.readonly]:
-        cmd += ["--ro-bind", root, root]
+        cmd += ["--ro-bind", os.path.realpath(root), root]
     cmd += ["--bind", str(workdir), str(workdir), "--chdir", str(workdir / "cwd")]
     if spec.warm_cache and spec.cache:
         cmd += ["--bind", spec.cache, spec.cache]

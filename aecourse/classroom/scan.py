@@ -31,7 +31,7 @@ SUSPICIOUS_IMPORTS = {
     "nbgrader": "uses the grader itself", "sqlalchemy": "opens databases (the gradebook is one)",
     "psycopg": "opens databases", "psycopg2": "opens databases",
 }
-PATCHABLE = {"aecourse", "grading", "losses", "models", "training", "data", "latent", "anomaly",
+PATCHABLE = {"aecourse", "check", "integrity", "losses", "models", "training", "recipes", "data", "latent", "anomaly",
              "torch", "nn", "F", "np", "numpy", "math", "builtins", "sys", "os", "nbgrader"}
 PATHS = re.compile(r"gradebook|\.db\b|solutions/|autograded|submitted/|/proc/", re.I)
 MAGIC = re.compile(r"^\s*(!|%%?(sx|system|run|load|writefile|capture|bash|sh|script))", re.M)

@@ -1,0 +1,77 @@
+"""The grader's own checks inside a submission's kernel: answers that only call the course's
+reference, and test cells that did not run as written.
+
+Hidden tests call ``own_work``; the grader appends ``print(integrity.seal(token))`` to every test
+cell it runs (``aecourse.classroom.execute``). Neither is for students: the visible tests use
+``aecourse.check``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from typing import Any, Callable
+
+import torch
+
+from aecourse import check
+
+
+def _codes(reference: Any) -> set:
+    """Code objects of a reference function, or of every method a reference class defines or inherits."""
+    if isinstance(reference, type):
+        return {inspect.unwrap(f).__code__ for klass in reference.__mro__ if klass.__module__.startswith("aecourse")
+                for f in vars(klass).values() if hasattr(inspect.unwrap(f), "__code__")}
+    return {inspect.unwrap(reference).__code__}
+
+
+def own_work(what: str, call: Callable[[], Any], *references: Any) -> Any:
+    """Run ``call()`` (which uses the student's answer) and return its result; fail if the answer is,
+    wraps, subclasses or contains one of the course's ``references`` instead of doing the work itself.
+
+    Every call into a reference is seen (a profile hook watches their code objects), however the
+    answer reaches it: ``my_kl = losses.gaussian_kl``, a wrapper, an alias imported under another
+    name, a subclass of ``models.DenseAE``.
+    """
+    names = {c: f"aecourse.{r.__module__.split('.')[-1]}.{r.__qualname__}" for r in references for c in _codes(r)}
+    hits: list[str] = []
+
+    def watch(frame, event, arg):
+        if event == "call" and frame.f_code in names and not hits:
+            hits.append(names[frame.f_code])
+
+    previous = sys.getprofile()
+    sys.setprofile(watch)
+    try:
+        result = check.run(call, what=what)
+    finally:
+        sys.setprofile(previous)
+    classes = tuple(r for r in references if isinstance(r, type))
+    if not hits and classes and isinstance(result, torch.nn.Module):
+        hits += [f"aecourse {type(m).__name__}" for m in result.modules() if isinstance(m, classes)][:1]
+    check.that(not hits, f"{what} uses the course's reference implementation ({hits[0] if hits else ''}). "
+                         "This exercise is to write it yourself; the reference is for the cells after it.")
+    return result
+
+
+def _defined_here() -> dict[str, tuple]:
+    """This module's public functions, with their code objects, as it defines them."""
+    return {name: (obj, getattr(obj, "__code__", None)) for name, obj in list(globals().items())
+            if callable(obj) and not name.startswith("_") and getattr(obj, "__module__", "") == __name__}
+
+
+def seal(token: str) -> str:
+    """``token`` if the test helpers are still the ones their modules defined, else what was replaced.
+
+    A cell that an input transformer emptied prints nothing, and patched helpers print their names.
+    ``aecourse.check`` records its checks when a lesson first imports it, before any student cell runs.
+    """
+    module = sys.modules[__name__]
+    changed = [f"{label}.{name}" for label, where, originals in (("check", check, check._ORIGINALS),
+                                                                  ("integrity", module, _ORIGINALS))
+               for name, (obj, code) in originals.items()
+               if getattr(where, name, None) is not obj or getattr(obj, "__code__", None) is not code]
+    return token if not changed else f"tampered: {', '.join(changed)}"
+
+
+_ORIGINALS = _defined_here()

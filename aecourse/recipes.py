@@ -1,0 +1,99 @@
+"""How the course trains each of its models: what to build, what to minimise, and for how long.
+
+Lessons and benchmarks train from these recipes, so the model a lesson shows is the model a
+benchmark scores, with the same hyperparameters::
+
+    cae, history = recipes.CAE.train(data, cfg)          # a lesson: load from the cache or train
+    model, history = recipes.CAE.fit(data, Config())     # a benchmark: always train, no cache
+
+Fast mode (``Config.fast``) caps every recipe's epochs and data, as it caps everything else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Callable
+
+from torch import nn
+
+from aecourse.config import Config, seed_everything
+from aecourse.data import Dataset
+from aecourse.models import ConvAE, ConvVAE, DenseAE, NoBottleneckCAE
+from aecourse.training import AEObjective, History, Objective, VAEObjective, fit, load_or_train
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One model of the course and how it is trained (Adam, ``Config``'s batch size and seed)."""
+
+    name: str  # prefix of its checkpoint file in the cache, e.g. "cae-32"
+    title: str  # what it is, in words (tables, plots)
+    make: Callable[[], nn.Module]  # builds the untrained model
+    objective: Objective  # what training minimises
+    epochs: int  # passes over the training images in full mode
+    lr: float = 1e-3  # Adam's learning rate (at the start, with a schedule)
+    lr_schedule: str = "constant"  # or "cosine" (see Config.lr_schedule)
+
+    def config(self, cfg: Config | None = None) -> Config:
+        """``cfg`` (default ``Config()``) with this recipe's epochs and learning rate."""
+        return dataclasses.replace(cfg or Config(), epochs=self.epochs, lr=self.lr, lr_schedule=self.lr_schedule)
+
+    def train(self, data: Dataset, cfg: Config | None = None, *, make: Callable[[], nn.Module] | None = None,
+              progress: bool = True) -> tuple[nn.Module, History]:
+        """The trained model and its history: from the checkpoint cache when it is there, else trained.
+
+        ``make`` builds another model in place of the recipe's (e.g. one written in a lesson);
+        it trains the same way and is cached under its own key.
+        """
+        return load_or_train(self.name, make or self.make, data, self.config(cfg), self.objective, progress=progress)
+
+    def fit(self, data: Dataset, cfg: Config | None = None, progress: bool = False) -> tuple[nn.Module, History]:
+        """Train a fresh model now, without the cache (benchmarks time it)."""
+        cfg = self.config(cfg)
+        seed_everything(cfg.seed)
+        model = self.make()
+        return model, fit(model, data, cfg, self.objective, progress=progress)
+
+
+def dense_ae(latent_dim: int) -> Recipe:
+    """Lesson 1: a dense autoencoder (784-256-128-d) with a code of ``latent_dim`` numbers."""
+    return Recipe(f"dense-ae-{latent_dim}", f"dense AE (latent {latent_dim})", lambda: DenseAE(latent_dim),
+                  AEObjective("mse"), epochs=30)
+
+
+# Lesson 2: the tutorial CAE that does not compress; three epochs show that it copies.
+NO_BOTTLENECK = Recipe("no-bottleneck-cae", "CAE without a bottleneck (64 x 7 x 7 code)", NoBottleneckCAE,
+                       AEObjective("mse"), epochs=3)
+# Lesson 2 and `bench quality`: the convolutional autoencoder with a 32-number code.
+CAE = Recipe("cae-32", "CAE (latent 32)", lambda: ConvAE(32), AEObjective("mse"), epochs=40)
+
+DENOISING_NOISE = 0.4  # std of the Gaussian noise lesson 3's denoiser learns to remove
+# Lesson 3: the same CAE, trained on noisy inputs and clean targets.
+DENOISER = Recipe("denoiser-32", f"denoising CAE (latent 32, noise {DENOISING_NOISE})", lambda: ConvAE(32),
+                  AEObjective("mse", noise=DENOISING_NOISE), epochs=20)
+# Lesson 3: a CAE with a small code, trained on the normal digits only (the caller removes a class).
+DETECTOR = Recipe("detector-8", "anomaly detector (CAE, latent 8)", lambda: ConvAE(8), AEObjective("mse"), epochs=20)
+
+# Lesson 4: the autoencoder the VAE is compared with (same encoder and decoder, same code size).
+AE_16 = Recipe("ae-16", "CAE (latent 16)", lambda: ConvAE(16), AEObjective("mse"), epochs=10)
+# Lesson 4 and `bench quality`: the lessons' VAE (lesson 2's encoder and decoder, 16-number code).
+VAE = Recipe("vae-16", "VAE (latent 16), the lessons' VAE", lambda: ConvVAE(16), VAEObjective(beta=1.0), epochs=40)
+# `bench quality` and lesson 4's "a better VAE?": the package's deeper VAE.
+DEEP_VAE = Recipe("deep-vae-32", "deeper VAE (latent 32: 2 convolutions per resolution, SiLU, nearest upsampling; "
+                  "cosine learning rate from 3e-3)",
+                  lambda: ConvVAE(32, upsample="nearest", activation="silu", depth=2), VAEObjective(beta=1.0),
+                  epochs=40, lr=3e-3, lr_schedule="cosine")
+# Lesson 4: a VAE with a 2-number code, to see the whole code space at once.
+VAE_2 = Recipe("vae-2", "VAE (latent 2)", lambda: ConvVAE(2), VAEObjective(beta=1.0), epochs=10)
+
+
+def beta_vae(beta: float) -> Recipe:
+    """Lesson 5: the 16-number VAE trained with the KL term weighted by ``beta``."""
+    return Recipe(f"vae-16-beta{beta}", f"beta-VAE (latent 16, beta {beta})", lambda: ConvVAE(16),
+                  VAEObjective(beta=beta), epochs=10)
+
+
+# Lesson 5: a conditional VAE with a 2-number code (the label carries the digit).
+CVAE = Recipe("cvae-2", "conditional VAE (latent 2, 10 classes)", lambda: ConvVAE(2, n_classes=10),
+              VAEObjective(beta=1.0), epochs=10)
