@@ -109,7 +109,10 @@ def lab_command(rest: list[str]) -> list[str]:
 
 
 def cmd_lab(args: argparse.Namespace, rest: list[str]) -> int:
-    """Open the course in JupyterLab."""
+    """Open the course in JupyterLab (after saying which data the lessons will use)."""
+    from aecourse.data import where_from
+
+    print(f"aecourse: {where_from()}", flush=True)
     return subprocess.call(lab_command(rest))
 
 

@@ -1,22 +1,39 @@
 """Checks for the visible tests of the exercises: each failure says what is wrong and hints at the usual mistake.
 
-Every check raises ``ExerciseError`` (an ``AssertionError``, so nbgrader counts it as a failed
-test) with a message meant for the student, and prints nothing on success. A lesson's test cells
-call them as ``check.close(...)``, ``check.that(...)``; the grader's own checks (an answer that only
-calls the course's reference, a test cell that did not run as written) live with the grader, in
+A lesson's test cell runs its checks inside ``with check.exercise("vae_loss"):``. Every check
+raises ``ExerciseError`` (an ``AssertionError``) with a message meant for the student. Under
+nbgrader (autograde, or a student's Validate) the error fails the cell, which scores zero; in a
+notebook a person runs, ``exercise`` shows the message in a box instead and the lesson goes on, so
+Run All reaches the end. ``check.choose`` then picks the student's version for the cells below when
+it passed, and the course's reference when not. The grader's own checks (an answer that only calls
+the course's reference, a test cell that did not run as written) live with the grader, in
 ``aecourse.classroom.integrity``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import html
+import os
+import re
+from typing import Any, Callable, TypeVar
 
 import torch
 from torch import nn
 
+from aecourse.config import graded, in_person
+
+STRICT_ENV = "AECOURSE_CHECKS"  # "strict": a failed exercise raises in a notebook a person runs, too
+NOT_WRITTEN = "not written yet: replace `raise NotImplementedError()` in its cell with your code"
+PASSED: dict[str, bool] = {}  # exercise name -> whether it passed its visible tests in this kernel
+T = TypeVar("T")
+
 
 class ExerciseError(AssertionError):
     """A test-cell failure with a message for the student."""
+
+
+class NotWrittenYet(ExerciseError):
+    """The answer still raises ``NotImplementedError`` (the stub students start from)."""
 
 
 def that(condition: bool, message: str) -> None:
@@ -70,9 +87,80 @@ def run(fn: Callable, *args: Any, what: str, hint: str = "") -> Any:
     try:
         return fn(*args)
     except NotImplementedError:
-        raise ExerciseError(f"{what}: not written yet (it still raises NotImplementedError).") from None
+        raise NotWrittenYet(f"{what}: {NOT_WRITTEN}.") from None
     except Exception as err:  # the student's code failed: say how, not where in our test
         raise ExerciseError(f"{what} failed with {type(err).__name__}: {err}. {hint}".strip()) from None
+
+
+
+def explain(name: str, error: Exception) -> str:
+    """What a student reads when exercise ``name``'s test cell stopped with ``error``: one or two lines."""
+    if isinstance(error, (NotImplementedError, NotWrittenYet)):
+        return f"{name} is {NOT_WRITTEN}."
+    if isinstance(error, ExerciseError):
+        return str(error)
+    return f"your code failed with {type(error).__name__}: {error}"
+
+
+def strict() -> bool:
+    """True where a failed exercise must raise: under nbgrader, outside a notebook, or ``AECOURSE_CHECKS=strict``."""
+    return graded() or not in_person() or os.environ.get(STRICT_ENV, "").strip().lower() == "strict"
+
+
+class exercise:  # noqa: N801 (used as a statement, like `open`)
+    """``with check.exercise("vae_loss"):`` around a test cell's checks: records whether they passed.
+
+    Under nbgrader (and outside a notebook) a failure raises ``ExerciseError`` with the student's
+    message, so the cell fails and scores zero. In a notebook a person runs, the message is shown
+    in a box, with what happens next, and the cell ends without an error, so the rest of the lesson
+    runs. ``KeyboardInterrupt`` and other non-errors always go through.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __enter__(self) -> "exercise":
+        PASSED[self.name] = False
+        return self
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        if kind is None:
+            PASSED[self.name] = True
+            if not strict():
+                _show(True, f"{self.name} passes its visible tests: the lesson uses your version below.")
+            return False
+        PASSED[self.name] = False  # also when the answer itself wrote to PASSED on its way to failing
+        if not issubclass(kind, Exception):
+            return False
+        message = explain(self.name, error)
+        if strict():
+            if type(error) is ExerciseError:
+                return False  # already the student's message
+            raise ExerciseError(message) from None
+        _show(False, f"{message} The lesson continues with the course's reference.")
+        return True
+
+
+def choose(name: str, mine: T, reference: T) -> T:
+    """The student's ``mine`` when exercise ``name`` passed its visible tests in this kernel, else
+    ``reference``; says which in one line, so the cells below run either way."""
+    label = getattr(mine, "__name__", type(mine).__name__)
+    if PASSED.get(name):
+        print(f"Using your {label} (it passed its tests).")
+        return mine
+    print(f"Using the course's reference for {label}: yours has not passed its tests yet.")
+    return reference
+
+
+def _show(passed: bool, text: str) -> None:
+    """A box in the notebook: a tick or a cross, and the text (colour-blind-safe: the symbol says it too)."""
+    from IPython.display import display
+
+    mark, colour = ("✓", "#0072B2") if passed else ("✗", "#D55E00")  # Okabe-Ito blue and vermillion
+    body = re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))  # `code` as in the lessons' markdown
+    box = (f"<div style='border-left: 6px solid {colour}; padding: 6px 10px; margin: 4px 0; "
+           f"background: {colour}14'><b style='color: {colour}'>{mark}</b> {body}</div>")
+    display({"text/plain": f"{mark} {text}", "text/html": box}, raw=True)
 
 
 # The checks as this module defined them, recorded when it is first imported (the setup cell of a

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,20 @@ def fast_mode() -> bool:
     flag = os.environ.get(FAST_ENV, "").strip().lower()
     if flag in {"0", "false", "no", "off"}:
         return False
-    return bool(flag) or bool(os.environ.get(NBGRADER_ENV))
+    return bool(flag) or graded()
+
+
+def graded() -> bool:
+    """True while nbgrader executes the notebook (its autograde, or a student's Validate)."""
+    return bool(os.environ.get(NBGRADER_ENV))
+
+
+def in_person() -> bool:
+    """True inside a Jupyter kernel that a person drives: not under nbgrader, not plain Python."""
+    if graded():
+        return False
+    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
+    return shell is not None and hasattr(shell, "kernel")
 
 
 def default_precision() -> str:
@@ -133,6 +147,18 @@ def describe_device(device: torch.device | str = "auto") -> str:
         f"Using CPU ({torch.get_num_threads()} threads{bf16}). No GPU found: lessons still run, "
         "training just takes longer. On Colab: Runtime > Change runtime type > GPU."
     )
+
+
+def describe_run(cfg: Config) -> str:
+    """Two lines for a lesson's setup cell: the device, and whether this is fast mode (and what that means)."""
+    if cfg.fast:
+        mode = (f"FAST MODE (${FAST_ENV}, or nbgrader): every model trains on {cfg.n_train:,} images for at most "
+                f"{cfg.epochs} epochs, to check that the notebook runs. The figures will not show what the text "
+                f"describes; unset ${FAST_ENV} for the real lesson.")
+    else:
+        mode = (f"Full mode: each model trains as its recipe in aecourse.recipes says, once; "
+                f"trained models are kept in {cfg.cache_dir}.")
+    return f"{describe_device(cfg.device)}\n{mode}"
 
 
 def seed_everything(seed: int = 0, deterministic: bool = True) -> int:

@@ -57,6 +57,9 @@ CLASSES = {
                 "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
 }
 ENV = {"mnist": _paths.MNIST_DIR_ENV, "fashion": _paths.FASHION_DIR_ENV}
+HOW_TO_GET_MNIST = ("To use MNIST, connect to the internet and run the lesson again, or copy its four IDX files "
+                    f"({', '.join(f'{stem}.gz' for stem in PARTS.values())}) into a folder and set "
+                    f"${_paths.MNIST_DIR_ENV} to that folder.")
 
 
 class DataError(RuntimeError):
@@ -194,9 +197,39 @@ def _torchvision_folder(data_dir: Path, kind: str, download: bool) -> tuple[Path
             for train in (True, False):
                 cls(str(data_dir), train=train, download=True)
     except Exception as err:  # no network, a proxy, a mirror down: all mean "not available"
-        detail = " ".join(str(err).split())
-        return None, f"download failed ({detail[:160]}{'...' if len(detail) > 160 else ''})"
+        return None, f"the download failed: {' '.join(str(err).split())}"
     return raw, ""
+
+
+def where_from(data_dir: Path | None = None, timeout: float = 3.0) -> str:
+    """Where ``load_mnist()`` will take MNIST from on this machine, in a sentence or two, without downloading it.
+
+    The environment variable's folder, else torchvision's cache, else a download when the first
+    mirror answers within ``timeout`` seconds; otherwise the offline stand-in, and how to get MNIST.
+    """
+    import urllib.request
+
+    from torchvision import datasets
+
+    if folder := os.environ.get(ENV["mnist"]):
+        found = [stem for stem in PARTS.values() if _find(Path(folder), stem)]
+        split = ("both official splits" if len(found) == 4 else
+                 "only the test split, which the lessons divide 80/20 into training and held-out images")
+        return f"The lessons will use MNIST from the IDX files in {folder} (${ENV['mnist']}): {split}."
+    data_dir = Path(data_dir) if data_dir is not None else _paths.default_data_dir()
+    raw = data_dir / "MNIST" / "raw"
+    if all(_find(raw, stem) for stem in PARTS.values()):
+        return f"The lessons will use MNIST from torchvision's cache in {raw} (60,000 train / 10,000 held-out images)."
+    mirror = datasets.MNIST.mirrors[0]
+    try:
+        urllib.request.urlopen(urllib.request.Request(mirror, method="HEAD"), timeout=timeout)
+    except urllib.error.HTTPError:
+        pass  # the server answered (a listing may be forbidden): downloads will work
+    except OSError as err:
+        return (f"MNIST is not on this machine and its download site ({mirror}) cannot be reached "
+                f"({getattr(err, 'reason', err)}): the lessons will use a small stand-in of 1,500 digits "
+                f"and say so. {HOW_TO_GET_MNIST}")
+    return f"The lessons will download MNIST (about 12 MB) into {data_dir} the first time one loads it."
 
 
 def digits_fallback() -> Dataset:
@@ -251,10 +284,9 @@ def load_mnist(cfg=None, *, kind: str = "mnist", n_train: int | None = None, n_t
         else:
             ds = digits_fallback()
             warnings.warn(FallbackDataWarning(
-                f"MNIST is not available: {why}. Loaded {ds.source}: "
-                f"{len(ds.train_x):,} train / {len(ds.test_x):,} held-out images, so figures and scores "
-                f"will differ from MNIST's. To use MNIST, connect to the internet, or download the four "
-                f"IDX files and set ${ENV[kind]} to their folder."), stacklevel=2)
+                f"MNIST is not available here, so this lesson uses a small stand-in: {ds.source}, "
+                f"{len(ds.train_x):,} train / {len(ds.test_x):,} held-out images. Its figures and scores "
+                f"will differ from MNIST's. {HOW_TO_GET_MNIST} (Why MNIST is missing: {why}.)"), stacklevel=2)
     ds.train_x, ds.train_y = _subset(ds.train_x, ds.train_y, n_train, SPLIT_SEED + 1)
     ds.test_x, ds.test_y = _subset(ds.test_x, ds.test_y, n_test, SPLIT_SEED + 2)
     return ds.to(device) if device is not None else ds

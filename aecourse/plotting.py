@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from aecourse.config import FAST_ENV, FAST_EPOCHS, FAST_TRAIN, fast_mode
 from aecourse.data import check_images
 
 DIGIT_COLORS = "tab10"  # one colour per class in every latent scatter
@@ -24,6 +25,17 @@ def set_style() -> None:
     })
 
 
+FAST_MODE_MARK = f"fast mode (${FAST_ENV}): models trained on {FAST_TRAIN:,} images, {FAST_EPOCHS} epochs"
+
+
+def _marked(fig: Figure) -> Figure:
+    """``fig``, with a line just below it in fast mode (a tight bounding box takes it in), so that no one takes
+    it for the real result."""
+    if fast_mode():
+        fig.text(0.995, 0.0, FAST_MODE_MARK, ha="right", va="top", fontsize=8, color="#D55E00")  # just below
+    return fig
+
+
 def _images(images: torch.Tensor) -> np.ndarray:
     return check_images(images.detach().float().cpu(), "images")[:, 0].numpy()  # (N, 28, 28)
 
@@ -37,8 +49,10 @@ def image_grid(images: torch.Tensor, ncol: int = 10, title: str | None = None,
     """
     pics = _images(images)
     nrow = -(-len(pics) // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(size * ncol + (1.2 if row_labels else 0), size * nrow + 0.4),
-                             squeeze=False)
+    caption_room = 0.25 if captions or col_labels else 0.0  # inches above a row for its images' captions
+    fig, axes = plt.subplots(nrow, ncol, squeeze=False, layout="constrained",  # makes room for every caption
+                             figsize=(size * ncol + (1.2 if row_labels else 0), (size + caption_room) * nrow + 0.4))
+    fig.get_layout_engine().set(w_pad=0.02, h_pad=0.02, wspace=0.02, hspace=0.02)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < len(pics):
@@ -54,11 +68,9 @@ def image_grid(images: torch.Tensor, ncol: int = 10, title: str | None = None,
         axes[0, c].set_title(label, fontsize=9, fontweight="normal")
     for ax, caption in zip(axes.flat, captions or []):
         ax.set_title(caption, fontsize=9, fontweight="normal")
-    height = fig.get_size_inches()[1]
     if title:
         fig.suptitle(title)
-    fig.tight_layout(pad=0.3, rect=(0, 0, 1, 1 - 0.4 / height if title else 1))  # keep the title clear of the images
-    return fig
+    return _marked(fig)
 
 
 def reconstruction_rows(rows: dict[str, torch.Tensor], n: int = 10, title: str = "Reconstructions") -> Figure:
@@ -86,7 +98,7 @@ def latent_scatter(points: np.ndarray | torch.Tensor, labels: np.ndarray | torch
     ax.legend(markerscale=4, loc="center left", bbox_to_anchor=(1, 0.5), title="label")
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     fig.tight_layout()
-    return fig
+    return _marked(fig)
 
 
 def loss_curves(histories: dict, key: str = "loss", title: str = "Training curves",
@@ -117,7 +129,7 @@ def loss_curves(histories: dict, key: str = "loss", title: str = "Training curve
     else:
         axes[0, 0].set_title(title)
     fig.tight_layout()
-    return fig
+    return _marked(fig)
 
 
 def compare_curves(x: list[float], curves: dict[str, list[float]], title: str, xlabel: str, ylabel: str,
@@ -134,7 +146,7 @@ def compare_curves(x: list[float], curves: dict[str, list[float]], title: str, x
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     ax.legend()
     fig.tight_layout()
-    return fig
+    return _marked(fig)
 
 
 def roc_plot(fpr: torch.Tensor, tpr: torch.Tensor, auc: float, point: tuple[float, float] | None = None,
@@ -149,7 +161,7 @@ def roc_plot(fpr: torch.Tensor, tpr: torch.Tensor, auc: float, point: tuple[floa
            ylabel="true-positive rate (anomalies flagged)", xlim=(0, 1), ylim=(0, 1.01))
     ax.legend(loc="lower right")
     fig.tight_layout()
-    return fig
+    return _marked(fig)
 
 
 def score_histograms(normal: torch.Tensor, anomalous: torch.Tensor, threshold: float | None = None,
@@ -165,4 +177,4 @@ def score_histograms(normal: torch.Tensor, anomalous: torch.Tensor, threshold: f
     ax.set(title=title, xlabel="reconstruction error (summed squared error per image)", ylabel="density")
     ax.legend()
     fig.tight_layout()
-    return fig
+    return _marked(fig)

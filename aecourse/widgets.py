@@ -21,10 +21,11 @@ import torch
 from torch import nn
 
 from aecourse import anomaly, latent
-from aecourse.config import NBGRADER_ENV
+from aecourse.config import fast_mode, in_person
 from aecourse.data import add_noise, check_images
 from aecourse.losses import psnr
 from aecourse.models import device_of, is_variational
+from aecourse.plotting import DIGIT_COLORS, FAST_MODE_MARK, latent_scatter, roc_plot
 
 STATIC_ENV = "AECOURSE_WIDGETS"  # "static" draws pictures instead of widgets
 SCALE = 5  # screen pixels per image pixel
@@ -33,10 +34,7 @@ RED, ORANGE, WHITE = (214, 39, 40), (255, 127, 14), (255, 255, 255)
 
 def interactive() -> bool:
     """True inside a Jupyter kernel that a person can drive (not nbgrader, not ``AECOURSE_WIDGETS=static``)."""
-    if os.environ.get(STATIC_ENV, "").strip().lower() == "static" or os.environ.get(NBGRADER_ENV):
-        return False
-    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
-    return shell is not None and hasattr(shell, "kernel")
+    return os.environ.get(STATIC_ENV, "").strip().lower() != "static" and in_person()
 
 
 def _enable_colab_widgets() -> None:
@@ -88,6 +86,9 @@ class Canvas:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
 
         plt.close(fig)  # drawn here, never shown by the notebook's inline backend
+        for text in list(fig.texts):  # the explorer says "fast mode" in its own line instead (Explorer.update)
+            if text.get_text() == FAST_MODE_MARK:
+                text.remove()
         if not fig.get_constrained_layout():
             fig.tight_layout()
         FigureCanvasAgg(fig).draw()
@@ -145,7 +146,7 @@ class Explorer:
         height, width = self.state["picture"].shape[:2]
         with self.image.hold_sync():  # one message to the browser: shown at its own size, never stretched
             self.image.value, self.image.width, self.image.height = to_png(self.state["picture"]), str(width), str(height)
-        self.info.value = text
+        self.info.value = text + (f"<br><span style='color:#D55E00'>{FAST_MODE_MARK}</span>" if fast_mode() else "")
 
     @property
     def png(self) -> bytes:
@@ -219,8 +220,6 @@ class LatentPlane(Explorer):
     def __init__(self, vae: nn.Module, images: torch.Tensor, labels: torch.Tensor, max_points: int = 2000) -> None:
         if not is_variational(vae) or vae.latent_dim != 2:
             raise ValueError("latent_plane needs a VAE with latent_dim=2 (for more dimensions use latent_sliders)")
-        from aecourse.plotting import DIGIT_COLORS
-
         self.vae = vae.eval()
         codes = latent.encode(vae, images[:max_points]).numpy()  # (N, 2)
         fig = _figure()
@@ -298,8 +297,6 @@ class AnomalyThreshold(Explorer):
     title = "Anomaly threshold: flag every image whose score is above it"
 
     def __init__(self, scores: torch.Tensor, is_anomaly: torch.Tensor, images: torch.Tensor, show: int = 16) -> None:
-        from aecourse.plotting import roc_plot
-
         self.scores, self.is_anomaly = torch.as_tensor(scores).flatten().cpu(), torch.as_tensor(is_anomaly).flatten().cpu().bool()
         self.images, self.show = check_images(images, "images"), show
         if not (len(self.scores) == len(self.is_anomaly) == len(images)):
@@ -340,8 +337,6 @@ class TsnePicker(Explorer):
     title = "t-SNE of the codes: which digit sits where?"
 
     def __init__(self, points: np.ndarray | torch.Tensor, images: torch.Tensor, labels: torch.Tensor) -> None:
-        from aecourse.plotting import latent_scatter
-
         self.points = np.asarray(points, dtype=np.float64)
         self.images, self.labels = check_images(images, "images"), torch.as_tensor(labels).cpu()
         if self.points.ndim != 2 or self.points.shape[1] != 2 or len(self.points) != len(images):

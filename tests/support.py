@@ -25,7 +25,8 @@ def configure_environment() -> None:
 
     The MNIST folder (``$AECOURSE_MNIST_DIR``, else the shared folder beside the clone when it holds
     MNIST files); downloads and checkpoints in a fresh temporary folder (never the user's cache);
-    notebooks in fast mode unless ``$AECOURSE_FAST`` says otherwise.
+    notebooks in fast mode unless ``$AECOURSE_FAST`` says otherwise, and with strict checks (a failed
+    exercise fails its cell, as under nbgrader).
     """
     if not os.environ.get(_paths.MNIST_DIR_ENV) and SHARED_MNIST is not None and any(SHARED_MNIST.glob("*-idx?-ubyte*")):
         os.environ[_paths.MNIST_DIR_ENV] = str(SHARED_MNIST)
@@ -35,6 +36,7 @@ def configure_environment() -> None:
     os.environ.setdefault(_paths.DATA_DIR_ENV, str(cache / "data"))
     os.environ.setdefault(_paths.CACHE_DIR_ENV, str(cache / "checkpoints"))
     os.environ.setdefault("AECOURSE_FAST", "1")
+    os.environ.setdefault("AECOURSE_CHECKS", "strict")  # a failing test cell fails the notebook under nbval
 
 
 configure_environment()  # before any test module reads it (conftest.py imports this module first)

@@ -54,3 +54,89 @@ def test_same_parameters_names_the_differing_parameter():
         b.bias += 1
     with pytest.raises(ExerciseError, match="after one step: parameter bias differs from the reference. Hint"):
         check.same_parameters(a, b, "after one step", "Hint")
+
+
+@pytest.fixture
+def in_person(monkeypatch):
+    """As in a notebook a person runs (not nbgrader, not strict)."""
+    monkeypatch.setattr(check, "in_person", lambda: True)
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    monkeypatch.delenv(check.STRICT_ENV, raising=False)
+
+
+def _stub(*args):
+    raise NotImplementedError()
+
+
+def test_an_exercise_outside_a_notebook_raises_the_students_message(capsys):
+    with pytest.raises(ExerciseError, match="^averaged$"):
+        with check.exercise("e1"):
+            check.that(False, "averaged")
+    assert check.PASSED["e1"] is False
+    with pytest.raises(ExerciseError, match="^e2 is not written yet: replace `raise NotImplementedError\\(\\)`"):
+        with check.exercise("e2"):
+            _stub()
+    with check.exercise("e3"):
+        check.that(True, "never")
+    assert check.PASSED["e3"] is True and capsys.readouterr().out == ""
+
+
+def test_every_stub_gets_the_same_message_however_the_test_calls_it():
+    messages = set()
+    for call in (lambda: _stub(), lambda: check.run(_stub, what="f(x)"), lambda: type("M", (), {"__init__": _stub})()):
+        with pytest.raises(ExerciseError) as failure:
+            with check.exercise("stub"):
+                call()
+        messages.add(str(failure.value))
+    assert messages == {f"stub is {check.NOT_WRITTEN}."}
+
+
+def test_in_a_notebook_a_failure_is_shown_and_the_lesson_goes_on(in_person, capsys):
+    with check.exercise("kl"):
+        check.that(False, "your KL is negative. Did you flip a sign?")
+        raise AssertionError("never reached")
+    shown = capsys.readouterr().out
+    assert check.PASSED["kl"] is False
+    assert "✗ your KL is negative. Did you flip a sign? The lesson continues with the course's reference." in shown
+    with check.exercise("crash"):
+        {}["missing"]
+    assert "your code failed with KeyError: 'missing'" in capsys.readouterr().out
+    with check.exercise("fine"):
+        pass
+    assert check.PASSED["fine"] and "✓ fine passes its visible tests" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("how", ["nbgrader", "strict"])
+def test_under_nbgrader_or_when_strict_a_failure_still_fails_the_cell(in_person, monkeypatch, how):
+    monkeypatch.setenv(*{"nbgrader": ("NBGRADER_EXECUTION", "validate"), "strict": (check.STRICT_ENV, "strict")}[how])
+    with pytest.raises(ExerciseError, match="^kl is not written yet"):
+        with check.exercise("kl"):
+            _stub()
+
+
+def test_interrupts_are_never_swallowed(in_person):
+    with pytest.raises(KeyboardInterrupt):
+        with check.exercise("slow"):
+            raise KeyboardInterrupt
+
+
+def test_an_answer_cannot_mark_its_own_exercise_passed(in_person):
+    def sneaky():
+        check.PASSED["sneaky"] = True
+        raise ValueError("wrong anyway")
+
+    with check.exercise("sneaky"):
+        sneaky()
+    assert check.PASSED["sneaky"] is False
+
+
+def test_choose_takes_the_students_version_only_when_it_passed(capsys):
+    def mine():
+        return "mine"
+
+    check.PASSED.update(passed=True, failed=False)
+    assert check.choose("passed", mine, print) is mine
+    assert capsys.readouterr().out == "Using your mine (it passed its tests).\n"
+    assert check.choose("failed", mine, print) is print
+    assert check.choose("never run", mine, print) is print
+    assert capsys.readouterr().out.count("Using the course's reference for mine") == 2

@@ -127,3 +127,14 @@ def test_lab_opens_the_lessons_and_allows_root_only_for_root(monkeypatch):
     assert f"--notebook-dir={_paths.repo_root() / 'lessons'}" in command and "--allow-root" in command
     monkeypatch.setattr(cli.os, "geteuid", lambda: 1000)
     assert "--allow-root" not in cli.lab_command([])
+
+
+def test_lab_says_which_data_the_lessons_will_use_before_jupyterlab_starts(monkeypatch, capsys):
+    import aecourse.data
+
+    calls = []
+    monkeypatch.setattr(aecourse.data, "where_from", lambda: "The lessons will use the test's data.")
+    monkeypatch.setattr(cli.subprocess, "call", lambda cmd, **k: calls.append(capsys.readouterr().out) or 0)
+    args, rest = cli.build_parser().parse_known_args(["lab", "--no-browser"])
+    assert cli.cmd_lab(args, rest) == 0
+    assert calls == ["aecourse: The lessons will use the test's data.\n"]  # printed before JupyterLab starts

@@ -103,3 +103,12 @@ def test_precision_name_says_how_fit_computes(monkeypatch):
     monkeypatch.setattr(config, "native_bf16_cpu", lambda: True)
     assert config.precision_name(Config(device="cpu", precision="auto")) == "bfloat16 autocast"
     assert config.precision_name(Config(device="cpu", precision="fp32")) == "float32"
+
+
+def test_describe_run_says_which_mode_is_on_and_what_fast_mode_means(tmp_path):
+    fast = config.describe_run(Config(fast=True, cache_dir=tmp_path)).splitlines()
+    assert fast[0] == describe_device("auto")
+    assert fast[1].startswith("FAST MODE") and "2,000 images for at most 2 epochs" in fast[1]
+    assert "will not show what the text describes" in fast[1] and "unset $AECOURSE_FAST" in fast[1]
+    full = config.describe_run(Config(fast=False, cache_dir=tmp_path)).splitlines()
+    assert full[1] == f"Full mode: each model trains as its recipe in aecourse.recipes says, once; trained models are kept in {tmp_path}."

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from aecourse import data
-from aecourse.data import Batches, DataError, FallbackDataWarning, add_noise, check_images, load_mnist, read_idx
+from aecourse.data import (HOW_TO_GET_MNIST, Batches, DataError, FallbackDataWarning, add_noise, check_images,
+                           load_mnist, read_idx, where_from)
 from support import MNIST_DIR, needs_mnist, write_idx
 
 
@@ -111,8 +112,10 @@ def test_torchvision_cache_with_both_splits_is_used(tmp_path, monkeypatch):
 
 def test_fallback_when_nothing_is_available_says_so(tmp_path, monkeypatch):
     monkeypatch.delenv("AECOURSE_MNIST_DIR", raising=False)
-    with pytest.warns(FallbackDataWarning, match="MNIST is not available.*AECOURSE_MNIST_DIR"):
+    with pytest.warns(FallbackDataWarning, match="MNIST is not available.*AECOURSE_MNIST_DIR") as warned:
         ds = load_mnist(data_dir=tmp_path, download=False)
+    message = str(warned[0].message)  # whole sentences, the way to MNIST in full, the reason last
+    assert HOW_TO_GET_MNIST in message and message.endswith("downloading was turned off.)")
     assert ds.name == "digits-fallback"
     assert ds.train_x.shape == (1500, 1, 28, 28) and ds.test_x.shape == (297, 1, 28, 28)
     assert 0 <= ds.train_x.min() and ds.train_x.max() <= 1
@@ -209,3 +212,32 @@ def test_without_class_removes_a_digit_from_training_only(small_data):
     assert torch.equal(ds.test_y, small_data.test_y) and "3 removed" in ds.source
     with pytest.raises(ValueError, match="no training image"):
         ds.without_class(3)
+
+
+def test_where_from_names_the_folder_the_lessons_will_read(tmp_path, monkeypatch):
+    _synthetic_folder(tmp_path, n_test=30)
+    monkeypatch.setenv("AECOURSE_MNIST_DIR", str(tmp_path))
+    assert where_from() == (f"The lessons will use MNIST from the IDX files in {tmp_path} ($AECOURSE_MNIST_DIR): "
+                            "only the test split, which the lessons divide 80/20 into training and held-out images.")
+    monkeypatch.delenv("AECOURSE_MNIST_DIR")
+    _synthetic_folder(tmp_path / "cache" / "MNIST" / "raw", n_test=30, n_train=70)
+    assert where_from(tmp_path / "cache").startswith("The lessons will use MNIST from torchvision's cache in")
+
+
+@pytest.mark.parametrize("online", [True, False])
+def test_where_from_says_whether_the_lessons_will_download_or_fall_back(tmp_path, monkeypatch, online):
+    import urllib.request
+
+    def answer(request, timeout):
+        if not online:
+            raise urllib.error.URLError("Name or service not known")
+        return None
+
+    monkeypatch.delenv("AECOURSE_MNIST_DIR", raising=False)
+    monkeypatch.setattr(urllib.request, "urlopen", answer)
+    said = where_from(tmp_path)
+    if online:
+        assert said == f"The lessons will download MNIST (about 12 MB) into {tmp_path} the first time one loads it."
+    else:
+        assert said.startswith("MNIST is not on this machine and its download site")
+        assert "Name or service not known" in said and said.endswith(HOW_TO_GET_MNIST)

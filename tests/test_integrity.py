@@ -86,3 +86,11 @@ def test_seal_sees_a_check_replaced_before_the_grader_is_first_imported(monkeypa
     assert fresh.seal("T") == "tampered: check.that"
     monkeypatch.undo()
     assert importlib.reload(integrity).seal("T") == "T"
+
+
+def test_seal_requires_the_cells_exercise_to_have_passed():
+    check.PASSED.update(good=True, bad=False)
+    assert integrity.seal("T", exercise="good") == "T"
+    assert integrity.seal("T", exercise="bad") == "tampered: check.exercise('bad') failed but the cell went on"
+    assert integrity.seal("T", exercise="never ran").startswith("tampered:")
+    assert integrity.seal("T") == "T"

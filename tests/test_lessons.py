@@ -67,10 +67,14 @@ def test_exercises_follow_the_course_conventions(name):
     assert len(answers) >= 3, "at least three autograded exercises per lesson"
     assert {f"test-{c.metadata.nbgrader.grade_id}" for c in answers} == {c.metadata.nbgrader.grade_id for c in tests}
     for cell in tests:
+        gid = cell.metadata.nbgrader.grade_id
         lines = [line for line in cell.source.splitlines() if line.strip()]
-        assert "### BEGIN HIDDEN TESTS" in cell.source, f"{cell.metadata.nbgrader.grade_id} has no hidden tests"
-        assert lines[-1].startswith(("### END HIDDEN TESTS", "grading.", "assert ")), (
-            f"{cell.metadata.nbgrader.grade_id} must end in a statement (nbgrader reads a bare value as partial credit)")
+        assert "### BEGIN HIDDEN TESTS" in cell.source, f"{gid} has no hidden tests"
+        # one `with` statement around everything: it records the outcome, and a cell that ends in a
+        # statement gives nbgrader no bare value to read as partial credit
+        assert lines[0] == f'with check.exercise("{gid.removeprefix("test-")}"):', f"{gid}: start with check.exercise"
+        assert all(line.startswith("    ") for line in lines[1:]), f"{gid}: every check inside the with block"
+        assert lines[-1].strip() == "### END HIDDEN TESTS", f"{gid}: the hidden tests come last"
         assert cell.metadata.nbgrader.get("points", 0) > 0 and cell.metadata.nbgrader.locked
     for cell in answers:
         assert "### BEGIN SOLUTION" in cell.source and cell.source.lstrip().startswith(("def ", "class "))
@@ -200,3 +204,17 @@ def test_links_update_rewrites_an_old_address(tmp_path):
     assert links.update(copy) and not links.update(copy)
     assert links.found_links(copy) == ([links.expected_links(name)[0]], [links.expected_links(name)[1]])
     assert nbformat.read(copy, as_version=4).cells[0].source == nbformat.read(_notebook("solutions", name), as_version=4).cells[0].source
+
+
+@pytest.mark.slow
+def test_validate_reports_every_unanswered_exercise_of_a_blank_copy(tmp_path):
+    """A student's Validate runs under nbgrader, where a failed exercise fails its cell (no box, no going on)."""
+    name = LESSONS[0]
+    shutil.copy(_notebook("lessons", name), tmp_path / f"{name}.ipynb")
+    env = {k: v for k, v in os.environ.items() if k != "AECOURSE_CHECKS"}  # as in a student's JupyterLab
+    done = subprocess.run([*NBGRADER, "validate", f"{name}.ipynb"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=600)
+    answers = [c for c in _graded(nbformat.read(_notebook("lessons", name), as_version=4))
+               if c.metadata.nbgrader.get("solution")]
+    assert f"VALIDATION FAILED ON {len(answers)} CELL(S)!" in done.stdout, done.stdout[-2000:]
+    assert "is not written yet" in done.stdout

@@ -93,3 +93,18 @@ def test_roc_plot_and_score_histograms_are_labelled():
     ax = fig.axes[0]
     assert len(ax.patches) == 98 and ax.lines[0].get_xdata()[0] == 1.0
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["normal (50)", "anomalous (20)", "threshold 1.0"]
+
+
+@pytest.mark.parametrize("fast", ["1", "0"])
+def test_every_figure_says_so_in_fast_mode(monkeypatch, fast):
+    monkeypatch.setenv("AECOURSE_FAST", fast)
+    images = torch.rand(4, 1, 28, 28)
+    history = History(train=[{"loss": 2.0}, {"loss": 1.0}], test=[{"loss": 2.5}, {"loss": 1.5}])
+    figures = [plotting.image_grid(images, ncol=2), plotting.reconstruction_rows({"a": images, "b": images}),
+               plotting.latent_scatter(np.random.rand(4, 2), np.arange(4)), plotting.loss_curves({"m": history}),
+               plotting.compare_curves([1, 2], {"c": [1.0, 2.0]}, "t", "x", "y"),
+               plotting.roc_plot(torch.tensor([0.0, 1.0]), torch.tensor([0.0, 1.0]), 0.5),
+               plotting.score_histograms(torch.rand(10), torch.rand(10) + 1)]
+    for fig in figures:
+        assert (plotting.FAST_MODE_MARK in [t.get_text() for t in fig.texts]) == (fast == "1")
+        plt.close(fig)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import secrets
 import time
 
@@ -110,8 +111,11 @@ class SandboxedExecute(Execute):
         """Run a test cell with a last line that prints a secret token only if the cell really ran with
         the course's checks (see ``aecourse.classroom.integrity.seal``); no token, no points."""
         token, source = f"aecourse-seal-{secrets.token_hex(8)}", cell.source
+        name = cell.metadata["nbgrader"].get("grade_id", "").removeprefix("test-")
+        runs_exercise = re.search(rf"""check\.exercise\(\s*["']{re.escape(name)}["']""", source)
+        exercise = repr(name) if runs_exercise else None  # then that exercise must have passed
         cell.source = (f"{source}\nimport aecourse.classroom.integrity as _aecourse_integrity\n"
-                       f"print(_aecourse_integrity.seal({token!r}))")
+                       f"print(_aecourse_integrity.seal({token!r}, exercise={exercise}))")
         try:
             cell, resources = self._run(cell, resources, index)
         finally:

@@ -60,17 +60,21 @@ def _defined_here() -> dict[str, tuple]:
             if callable(obj) and not name.startswith("_") and getattr(obj, "__module__", "") == __name__}
 
 
-def seal(token: str) -> str:
-    """``token`` if the test helpers are still the ones their modules defined, else what was replaced.
+def seal(token: str, exercise: str | None = None) -> str:
+    """``token`` if the test helpers are still the ones their modules defined (and, for a test cell
+    that runs ``check.exercise(exercise)``, if that exercise passed), else what went wrong.
 
     A cell that an input transformer emptied prints nothing, and patched helpers print their names.
     ``aecourse.check`` records its checks when a lesson first imports it, before any student cell runs.
+    A failed exercise raises under nbgrader; one that failed and let the cell go on was made to.
     """
     module = sys.modules[__name__]
     changed = [f"{label}.{name}" for label, where, originals in (("check", check, check._ORIGINALS),
                                                                   ("integrity", module, _ORIGINALS))
                for name, (obj, code) in originals.items()
                if getattr(where, name, None) is not obj or getattr(obj, "__code__", None) is not code]
+    if exercise is not None and check.PASSED.get(exercise) is not True:
+        changed.append(f"check.exercise({exercise!r}) failed but the cell went on")
     return token if not changed else f"tampered: {', '.join(changed)}"
 
 
