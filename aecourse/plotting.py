@@ -11,7 +11,12 @@ from matplotlib.figure import Figure
 from aecourse.config import FAST_ENV, FAST_EPOCHS, FAST_TRAIN, fast_mode
 from aecourse.data import check_images
 
-DIGIT_COLORS = "tab10"  # one colour per class in every latent scatter
+# One colour per class in every latent scatter: Paul Tol's "muted" scheme and black. The ten stay
+# apart for the common colour blindnesses (tests/test_plotting.py simulates them), and every
+# scatter also writes each class's name at its centre, so colour is never the only cue.
+DIGIT_PALETTE = ("#CC6677", "#332288", "#DDCC77", "#117733", "#88CCEE", "#882255", "#44AA99", "#999933", "#AA4499",
+                 "#000000")
+DIGIT_COLORS = mpl.colors.ListedColormap(DIGIT_PALETTE, name="aecourse-digits")
 ZOOM_MIN_EPOCHS = 8  # loss_curves adds a zoomed panel of the later epochs from this many epochs on
 
 
@@ -90,15 +95,28 @@ def latent_scatter(points: np.ndarray | torch.Tensor, labels: np.ndarray | torch
     if points.ndim != 2 or points.shape[1] != 2 or len(points) != len(labels):
         raise ValueError(f"points must be (N, 2) with N labels, got {points.shape} and {labels.shape}")
     fig, ax = plt.subplots(figsize=(7, 6))
-    cmap = plt.get_cmap(DIGIT_COLORS)
     for c in np.unique(labels):
         pts = points[labels == c]
         name = classes[c] if classes is not None else str(c)
-        ax.scatter(pts[:, 0], pts[:, 1], s=4, alpha=0.6, color=cmap(int(c) % 10), label=name)
+        ax.scatter(pts[:, 0], pts[:, 1], s=4, alpha=0.6, color=DIGIT_COLORS(int(c) % 10), label=name)
+    label_classes(ax, points, labels, classes)
     ax.legend(markerscale=4, loc="center left", bbox_to_anchor=(1, 0.5), title="label")
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     fig.tight_layout()
     return _marked(fig)
+
+
+def label_classes(ax, points: np.ndarray, labels: np.ndarray, classes: list[str] | None = None,
+                  size: float = 12) -> None:
+    """Write each class's name at the median of its points, in its colour with a white outline."""
+    from matplotlib import patheffects
+
+    points, labels = np.asarray(points), np.asarray(labels)
+    for c in np.unique(labels):
+        x, y = np.median(points[labels == c], axis=0)
+        ax.text(x, y, classes[c] if classes is not None else str(c), ha="center", va="center", fontsize=size,
+                fontweight="bold", color=DIGIT_COLORS(int(c) % 10),
+                path_effects=[patheffects.withStroke(linewidth=3, foreground="white")])
 
 
 def loss_curves(histories: dict, key: str = "loss", title: str = "Training curves",

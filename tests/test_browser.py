@@ -158,6 +158,8 @@ def test_run_all_on_a_fresh_student_copy_reaches_the_end_and_every_explorer_move
 
         boxes = page.locator(".widget-vbox").filter(has=page.locator("img"))
         assert boxes.count() == explorers, f"{lesson}: {boxes.count()} explorers on the page, {explorers} in the lesson"
+        stills = page.locator(".aecourse-still")  # the copies for static renders: hidden while the explorers are live
+        assert stills.count() == explorers and not any(stills.nth(k).is_visible() for k in range(explorers))
         for k in range(boxes.count()):
             box = boxes.nth(k)
             box.scroll_into_view_if_needed()
@@ -171,6 +173,6 @@ def test_run_all_on_a_fresh_student_copy_reaches_the_end_and_every_explorer_move
                 assert _picture_changes(page, image, handles.nth(h)), (
                     f"{lesson}: moving control {h + 1} of explorer {k + 1} did not change its picture")
             page.wait_for_timeout(300)
-            (artifacts / f"{lesson}-explorer{k + 1}-after.png").write_bytes(image.screenshot())
+            (artifacts / f"{lesson}-explorer{k + 1}-after.png").write_bytes(box.screenshot())  # with its controls
     finally:
         page.close()

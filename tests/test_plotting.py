@@ -108,3 +108,46 @@ def test_every_figure_says_so_in_fast_mode(monkeypatch, fast):
     for fig in figures:
         assert (plotting.FAST_MODE_MARK in [t.get_text() for t in fig.texts]) == (fast == "1")
         plt.close(fig)
+
+
+# Colour-blindness simulation (Machado, Oliveira & Fernandes, 2009: severity 1.0, on linear RGB) and the
+# CIE 1976 colour difference in CIELAB: an independent check that colours stay apart for such viewers.
+MACHADO = {
+    "protanopia": [[0.152286, 1.052583, -0.204868], [0.114503, 0.786281, 0.099216], [-0.003882, -0.048116, 1.051998]],
+    "deuteranopia": [[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413], [-0.011820, 0.042940, 0.968881]],
+    "tritanopia": [[1.255528, -0.076749, -0.178779], [-0.078411, 0.930809, 0.147602], [0.004733, 0.691367, 0.303900]],
+    "no colour blindness": [[1, 0, 0], [0, 1, 0], [0, 0, 1]],
+}
+
+
+def _lab(rgb: np.ndarray, simulate: str) -> np.ndarray:
+    c = rgb / 255.0
+    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4) @ np.array(MACHADO[simulate]).T
+    xyz = np.clip(linear, 0, 1) @ np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]).T
+    t = xyz / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(t > 0.008856, np.cbrt(t), 7.787 * t + 16 / 116)
+    return np.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], axis=1)
+
+
+def _closest_pair(colours: list, simulate: str) -> float:
+    rgb = np.array([[int(h[i:i + 2], 16) for i in (1, 3, 5)] if isinstance(h, str) else h for h in colours], float)
+    lab = _lab(rgb, simulate)
+    return min(np.linalg.norm(lab[i] - lab[j]) for i in range(len(lab)) for j in range(i))
+
+
+@pytest.mark.parametrize("simulate", list(MACHADO))
+def test_colours_that_must_be_told_apart_stay_apart_for_colour_blind_viewers(simulate):
+    from aecourse import pictures
+
+    assert _closest_pair(list(plotting.DIGIT_PALETTE), simulate) > 15  # tab10's closest pair: 4.6 (protanopia)
+    assert _closest_pair([pictures.BLUE, pictures.VERMILLION], simulate) > 80  # the explorers' two frames
+
+
+def test_latent_scatter_names_every_class_where_its_points_are():
+    points = np.concatenate([np.random.default_rng(0).normal(loc=(3 * c, 0), size=(20, 2)) for c in range(10)])
+    labels = np.repeat(np.arange(10), 20)
+    fig = plotting.latent_scatter(points, labels)
+    names = {t.get_text(): t.get_position() for t in fig.axes[0].texts}
+    assert set(names) == {str(c) for c in range(10)}
+    assert all(abs(names[str(c)][0] - 3 * c) < 1.0 for c in range(10))
+    plt.close(fig)

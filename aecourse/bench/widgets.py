@@ -35,9 +35,9 @@ def run(moves: int = 60, seed: int = 0) -> dict[str, float]:
     explorers = {
         "latent_sliders (VAE-16, 6 principal directions)": (lambda: widgets.latent_sliders(vae, x), "PC 1"),
         "latent_plane (VAE-2, 2,000 codes)": (lambda: widgets.latent_plane(vae2, x, y), "z[0]"),
-        "interpolation (AE + VAE, slide t)": (lambda: widgets.interpolation({"AE": ae, "VAE": vae}, x), "t"),
-        "interpolation (choose digit B)": (lambda: widgets.interpolation({"AE": ae, "VAE": vae}, x), "B"),
-        "denoising (noise level)": (lambda: widgets.denoising(ae, x), "level"),
+        "interpolation (AE + VAE, slide t)": (lambda: widgets.interpolation({"AE": ae, "VAE": vae}, x, y), "t"),
+        "interpolation (choose which B)": (lambda: widgets.interpolation({"AE": ae, "VAE": vae}, x, y), "B: which"),
+        "denoising (noise level)": (lambda: widgets.denoising(ae, x, y), "noise"),
         "anomaly_threshold (2,000 scores)": (lambda: widgets.anomaly_threshold(scores, y == 2, x), "threshold"),
         "tsne_picker (2,000 points)": (lambda: widgets.tsne_picker(np.random.default_rng(seed).normal(size=(len(x), 2)),
                                                                    x, y), "x"),
