@@ -76,10 +76,72 @@ def close(actual: torch.Tensor, expected: torch.Tensor, name: str, hints: dict[s
                         f"{expected.flatten()[:3].tolist()}, got {actual.flatten()[:3].tolist()}).")
 
 
+ACTIVATIONS = ("ReLU", "Sigmoid", "Tanh", "LeakyReLU", "ELU", "GELU", "SiLU", "Softplus", "Softmax")
+
+
+def layers(module: nn.Module, expected: list[str], name: str) -> None:
+    """``module``'s layers, in order, must be the ``expected`` kinds (class names such as ``"Linear"``,
+    ``"ReLU"``); the message shows both sequences and names the usual slips (an activation on the code,
+    another activation in place of the one asked for, a missing one)."""
+    got = [type(m).__name__ for m in module.modules() if not list(m.children())]
+    if got == list(expected):
+        return
+    shown = lambda kinds: " → ".join(kinds) or "(nothing)"
+    message = f"{name} is {shown(got)}; the exercise asks for {shown(expected)}."
+    if got[:-1] == list(expected) and got[-1] in ACTIVATIONS:
+        message += (f" Drop the {got[-1]} after the last layer: the code is the Linear layer's output, any real"
+                    " numbers, and an activation there squeezes it (a ReLU zeroes its negative half).")
+    elif len(got) == len(expected):
+        swapped = [(g, e) for g, e in zip(got, expected) if g != e]
+        if all(g in ACTIVATIONS and e in ACTIVATIONS for g, e in swapped):
+            message += " " + " ".join(sorted({f"Use nn.{e}() where you have nn.{g}()." for g, e in swapped}))
+    else:
+        missing, extra = _counted(expected, got), _counted(got, expected)
+        if missing:
+            message += " Missing: " + ", ".join(missing) + "."
+        if extra:
+            message += " Not asked for: " + ", ".join(extra) + "."
+    raise ExerciseError(message)
+
+
+def _counted(kinds: list[str], minus: list[str]) -> list[str]:
+    """The kinds in ``kinds`` beyond those in ``minus``, with counts: ["ReLU", "2 MaxPool2d"]."""
+    left = {k: kinds.count(k) - minus.count(k) for k in dict.fromkeys(kinds)}
+    return [kind if n == 1 else f"{n} {kind}" for kind, n in left.items() if n > 0]
+
+
 def same_parameters(a: nn.Module, b: nn.Module, name: str, hint: str = "") -> None:
     """Two models must hold the same parameter values (e.g. after the same training step)."""
     for (key, p), q in zip(a.named_parameters(), b.parameters()):
         that(torch.allclose(p, q, atol=1e-6), f"{name}: parameter {key} differs from the reference. {hint}".strip())
+
+
+def step_events(step: Callable, model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+                what: str) -> tuple[Any, list[str]]:
+    """Run a training step ``step(model, optimizer, x)`` and return its result with what it did, in order:
+    ``"zero_grad"`` (the optimizer's or the model's), ``"backward"`` (gradients reached the parameters)
+    and ``"step"``. The model and the optimizer work as usual meanwhile."""
+    events: list[str] = []
+
+    def recorded(name: str, method: Callable) -> Callable:
+        def call(*args, **kwargs):
+            events.append(name)
+            return method(*args, **kwargs)
+        return call
+
+    def reached(_: torch.Tensor) -> None:
+        if not events or events[-1] != "backward":
+            events.append("backward")
+
+    optimizer.zero_grad, optimizer.step = recorded("zero_grad", optimizer.zero_grad), recorded("step", optimizer.step)
+    model.zero_grad = recorded("zero_grad", model.zero_grad)
+    hooks = [p.register_post_accumulate_grad_hook(reached) for p in model.parameters()]
+    try:
+        return run(step, model, optimizer, x, what=what), events
+    finally:
+        del optimizer.zero_grad, optimizer.step, model.zero_grad  # the class's methods again
+        for hook in hooks:
+            hook.remove()
 
 
 def run(fn: Callable, *args: Any, what: str, hint: str = "") -> Any:
@@ -92,7 +154,6 @@ def run(fn: Callable, *args: Any, what: str, hint: str = "") -> Any:
         raise ExerciseError(f"{what} failed with {type(err).__name__}: {err}. {hint}".strip()) from None
 
 
-
 def explain(name: str, error: Exception) -> str:
     """What a student reads when exercise ``name``'s test cell stopped with ``error``: one or two lines."""
     if isinstance(error, (NotImplementedError, NotWrittenYet)):
@@ -100,6 +161,40 @@ def explain(name: str, error: Exception) -> str:
     if isinstance(error, ExerciseError):
         return str(error)
     return f"your code failed with {type(error).__name__}: {error}"
+
+
+def calls_into(call: Callable[[], T], functions: dict[Any, str], what: str = "your code") -> tuple[T, list[str]]:
+    """Run ``call()`` and return its result with the names of the ``functions`` it called, however it
+    reached them (an alias, a wrapper). ``functions`` maps a code object (a Python function's) or a
+    function written in C (torch's ``F.one_hot``) to the name to report; a profile hook watches."""
+    import sys
+
+    codes = {key: name for key, name in functions.items() if hasattr(key, "co_code")}
+    builtins = {id(key): name for key, name in functions.items() if not hasattr(key, "co_code")}
+    hits: list[str] = []
+
+    def watch(frame, event, arg):
+        if event == "call" and frame.f_code in codes:
+            hits.append(codes[frame.f_code])
+        elif event == "c_call" and id(arg) in builtins:
+            hits.append(builtins[id(arg)])
+
+    previous = sys.getprofile()
+    sys.setprofile(watch)
+    try:
+        result = run(call, what=what)
+    finally:
+        sys.setprofile(previous)
+    return result, hits
+
+
+def avoids(call: Callable[[], T], functions: list[Callable], message: str, what: str = "your code") -> T:
+    """Run ``call()`` (which uses the student's answer); fail with ``message`` if it calls any of
+    ``functions`` (e.g. the one-call library version an exercise asks you to write yourself)."""
+    named = {getattr(f, "__code__", f): f"{getattr(f, '__module__', '')}.{f.__name__}" for f in functions}
+    result, hits = calls_into(call, named, what)
+    that(not hits, message)
+    return result
 
 
 def strict() -> bool:

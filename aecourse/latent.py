@@ -37,6 +37,16 @@ def pca_reconstruct(train_x: torch.Tensor, test_x: torch.Tensor, n_components: i
     return torch.from_numpy(recon).float().view_as(test_x.cpu()).clamp(0, 1)
 
 
+def smallest_code_beating(dims: list[int], errors: list[float], baseline: list[float]) -> int | None:
+    """The smallest code size in ``dims`` whose error is below ``baseline``'s at the same size (lesson 1: an
+    autoencoder against PCA), or None where none is; ``dims`` in any order."""
+    if not len(dims) == len(errors) == len(baseline):
+        raise ValueError(f"need one error and one baseline per code size, got {len(dims)}, {len(errors)} and "
+                         f"{len(baseline)}")
+    better = [d for d, e, b in zip(dims, errors, baseline) if e < b]
+    return min(better) if better else None
+
+
 def tsne_2d(codes: torch.Tensor | np.ndarray, seed: int = 0, perplexity: float = 30.0,
             n_jobs: int | None = None) -> np.ndarray:
     """Embed codes ``(N, D)`` in 2-D with t-SNE (van der Maaten & Hinton, 2008): ``(N, 2)``.
@@ -99,6 +109,21 @@ def latent_grid(model: nn.Module, n: int = 15, quantiles: tuple[float, float] = 
     z[:, :, dims[0]] = q.view(1, n)
     z[:, :, dims[1]] = q.flip(0).view(n, 1)
     return model.decode(z.view(n * n, latent_dim).to(device_of(model))).cpu()
+
+
+@torch.no_grad()
+def traverse(model: nn.Module, x: torch.Tensor, dims: list[int], values: list[float]) -> torch.Tensor:
+    """Latent traversals: encode ``x: (1, 28, 28)`` (a VAE's mean), set code dimension ``j`` to each of
+    ``values`` in turn with the others kept, and decode; row by row for each ``j`` in ``dims``:
+    ``(len(dims) * len(values), 1, 28, 28)``. Shows what one dimension of the code changes in a digit."""
+    z = encode(model, x.reshape(1, 1, 28, 28).to(device_of(model)))[0]  # (D,)
+    bad = [j for j in dims if not 0 <= j < len(z)]
+    if bad:
+        raise ValueError(f"dims {bad} are not code dimensions: the code has {len(z)} (0 to {len(z) - 1})")
+    codes = z.repeat(len(dims), len(values), 1)  # (len(dims), len(values), D)
+    for row, j in enumerate(dims):
+        codes[row, :, j] = torch.as_tensor(values, dtype=z.dtype)
+    return model.decode(codes.view(-1, len(z)).to(device_of(model))).cpu()
 
 
 def active_dimensions(mu: torch.Tensor, logvar: torch.Tensor, threshold: float = 0.01) -> int:

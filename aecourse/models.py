@@ -63,6 +63,17 @@ def conv_encoder(channels: tuple[int, int] = (32, 64), activation: str = "relu",
     )
 
 
+def slim_encoder() -> nn.Sequential:
+    """An encoder to a 32-number code without a Linear layer (lesson 2's design exercise, one answer of many):
+    ``(B, 1, 28, 28) -> (B, 32)`` through 28 -> 14 -> 7 -> 4 pixels a side, 2 channels at the end; 5,378 parameters."""
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (B, 16, 14, 14)
+        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (B, 32, 7, 7)
+        nn.Conv2d(32, 2, 3, stride=2, padding=1),  # (B, 2, 4, 4)
+        nn.Flatten(),  # (B, 32)
+    )
+
+
 def _upsample(c_in: int, c_out: int, mode: str) -> nn.Sequential:
     """Double height and width: a stride-2 ConvTranspose2d, or nearest Upsample + Conv2d."""
     if mode == "transpose":  # out = (in - 1) * 2 - 2 * 1 + 3 + 1 = 2 * in
@@ -166,6 +177,18 @@ class ConvAE(Autoencoder):
                                      conv_decoder(channels, upsample))
 
 
+class Assembled(Autoencoder):
+    """An autoencoder made of a given encoder and decoder, e.g. a lesson's own encoder and the course's decoder.
+
+    Its parts are arbitrary modules, so it has no ``hparams`` to rebuild it from a checkpoint: train it
+    with ``fit`` (``Recipe.fit``), not the checkpoint cache.
+    """
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder, self.decoder = encoder, decoder
+
+
 class NoBottleneckCAE(Autoencoder):
     """A common tutorial CAE that does not compress: its code is 64 x 7 x 7 = 3,136 numbers for 784 pixels.
 
@@ -227,7 +250,12 @@ class ConvVAE(nn.Module):
         if not self.n_classes:
             return h
         if y is None:
-            raise ValueError("this conditional VAE needs the labels y: (B,) ints in [0, n_classes)")
+            raise ValueError("this conditional VAE needs the labels y: (B,) ints in [0, n_classes), "
+                             "or their codes (B, n_classes), e.g. one-hot rows")
+        if y.dim() == 2:  # label codes given directly: one-hot rows, or mixtures of them
+            if y.shape != (len(h), self.n_classes):
+                raise ValueError(f"label codes should have shape ({len(h)}, {self.n_classes}), got {tuple(y.shape)}")
+            return torch.cat([h, y.to(h.device, h.dtype)], dim=1)
         return torch.cat([h, F.one_hot(y, self.n_classes).to(h.dtype)], dim=1)
 
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -241,7 +269,8 @@ class ConvVAE(nn.Module):
         return reparameterize(mu, logvar)
 
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """``z: (B, latent_dim)`` -> Bernoulli means ``(B, 1, 28, 28)`` in [0, 1]."""
+        """``z: (B, latent_dim)`` -> Bernoulli means ``(B, 1, 28, 28)`` in [0, 1]; a conditional VAE also
+        takes ``y``: labels ``(B,)``, or label codes ``(B, n_classes)`` such as one-hot rows."""
         return self.decoder(self._condition(z, y))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):

@@ -54,9 +54,11 @@ def image_grid(images: torch.Tensor, ncol: int = 10, title: str | None = None,
     """
     pics = _images(images)
     nrow = -(-len(pics) // ncol)
-    caption_room = 0.25 if captions or col_labels else 0.0  # inches above a row for its images' captions
+    lines = max((str(label).count("\n") + 1 for label in (captions or col_labels or [])), default=0)
+    room = 0.22 * lines  # inches above a row for its images' captions (column labels: the first row only)
+    height = size * nrow + (room * nrow if captions else room) + 0.4
     fig, axes = plt.subplots(nrow, ncol, squeeze=False, layout="constrained",  # makes room for every caption
-                             figsize=(size * ncol + (1.2 if row_labels else 0), (size + caption_room) * nrow + 0.4))
+                             figsize=(size * ncol + (1.2 if row_labels else 0), height))
     fig.get_layout_engine().set(w_pad=0.02, h_pad=0.02, wspace=0.02, hspace=0.02)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
@@ -139,6 +141,7 @@ def loss_curves(histories: dict, key: str = "loss", title: str = "Training curve
             ax.plot(epochs, history.series("train", key)[first - 1:], "-o", color=color, ms=3, label=f"{name} (train)")
             ax.plot(epochs, history.series("test", key)[first - 1:], "--", color=color, label=f"{name} (held-out)")
         ax.set(xlabel="epoch", ylabel=ylabel)
+        ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))  # whole epochs only
     axes[0, 0].legend()
     if zoom:
         axes[0, 0].set_title("all epochs")
@@ -163,6 +166,49 @@ def compare_curves(x: list[float], curves: dict[str, list[float]], title: str, x
         ax.set_xticks(x, [str(v) for v in x])
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     ax.legend()
+    fig.tight_layout()
+    return _marked(fig)
+
+
+def bars(values: dict[str, torch.Tensor | list[float]] | torch.Tensor | list[float], title: str, xlabel: str,
+         ylabel: str, line: tuple[float, str] | None = None) -> Figure:
+    """Bars of one value per position (e.g. the KL of each code dimension), or side by side for several named
+    series of the same length; ``line = (y, label)`` draws a dashed horizontal reference line."""
+    series = values if isinstance(values, dict) else {"": values}
+    series = {name: np.asarray(torch.as_tensor(v).detach().float().cpu()) for name, v in series.items()}
+    lengths = {len(v) for v in series.values()}
+    if len(lengths) != 1:
+        raise ValueError(f"every series needs the same number of bars, got lengths {sorted(lengths)}")
+    n, k = lengths.pop(), len(series)
+    fig, ax = plt.subplots(figsize=(min(12.0, max(6.5, 0.18 * n * k + 2)), 4))
+    width = 0.8 / k
+    for i, (name, v) in enumerate(series.items()):
+        ax.bar(np.arange(n) + (i - (k - 1) / 2) * width, v, width, label=name or None,
+               color=plt.get_cmap("tab10")(i))
+    if line is not None:
+        ax.axhline(line[0], color="black", linestyle="--", linewidth=1, label=line[1])
+    ax.set_xticks(np.arange(n), [str(i) for i in range(n)])
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    if k > 1 or line is not None:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars, never over them
+    ax.grid(axis="x", visible=False)
+    fig.tight_layout()
+    return _marked(fig)
+
+
+def rate_distortion(rates: list[float], distortions: list[float], labels: list[str], title: str,
+                    xlabel: str = "rate: KL, nats per image", ylabel: str = "distortion: reconstruction, nats per image"
+                    ) -> Figure:
+    """The rate-distortion plane (Alemi et al., 2018): one labelled point per model, joined in the given order."""
+    if not len(rates) == len(distortions) == len(labels):
+        raise ValueError(f"need one rate, one distortion and one label per model, got {len(rates)}, "
+                         f"{len(distortions)} and {len(labels)}")
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    ax.plot(rates, distortions, "-o", color=plt.get_cmap("tab10")(0))
+    for r, d, label in zip(rates, distortions, labels):
+        ax.annotate(label, (r, d), textcoords="offset points", xytext=(6, 6), fontsize=10)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.margins(0.15)
     fig.tight_layout()
     return _marked(fig)
 

@@ -48,12 +48,19 @@ class Recipe:
         """
         return load_or_train(self.name, make or self.make, data, self.config(cfg), self.objective, progress=progress)
 
-    def fit(self, data: Dataset, cfg: Config | None = None, progress: bool = False) -> tuple[nn.Module, History]:
-        """Train a fresh model now, without the cache (benchmarks time it)."""
+    def fit(self, data: Dataset, cfg: Config | None = None, progress: bool = False, *,
+            make: Callable[[], nn.Module] | None = None, objective: Objective | None = None,
+            epochs: int | None = None) -> tuple[nn.Module, History]:
+        """Train a fresh model now, without the cache (benchmarks time it; a lesson trains a student's model so).
+
+        ``make``, ``objective`` and ``epochs`` replace the recipe's for this run (``epochs`` at most the
+        recipe's, and fast mode's cap holds).
+        """
         cfg = self.config(cfg)
+        epochs = None if epochs is None else min(epochs, cfg.epochs)
         seed_everything(cfg.seed)
-        model = self.make()
-        return model, fit(model, data, cfg, self.objective, progress=progress)
+        model = (make or self.make)()
+        return model, fit(model, data, cfg, objective or self.objective, epochs=epochs, progress=progress)
 
 
 def dense_ae(latent_dim: int) -> Recipe:

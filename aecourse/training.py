@@ -49,6 +49,26 @@ class VAEObjective:
         return vae_loss(x_hat, x, mu, logvar, self.beta, self.recon)._asdict()
 
 
+@dataclass(frozen=True)
+class PiecesVAEObjective:
+    """The negative ELBO computed by given pieces (e.g. the ones a lesson writes), per image.
+
+    ``reparameterize(mu, logvar) -> z`` draws the code and ``loss(x_hat, x, mu, logvar) -> scalar`` is the
+    batch mean of reconstruction + KL; both run in float32, outside autocast, as ``losses`` does.
+    """
+
+    reparameterize: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    loss: Callable[..., torch.Tensor]
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        mu, logvar = (t.float() for t in model.encode(x))
+        with torch.autocast(x.device.type, enabled=False):
+            z = self.reparameterize(mu, logvar)
+        x_hat = model.decode(z).float()
+        with torch.autocast(x.device.type, enabled=False):
+            return {"loss": self.loss(x_hat, x, mu, logvar)}
+
+
 Objective = Callable[[nn.Module, torch.Tensor, "torch.Tensor | None"], dict[str, torch.Tensor]]
 
 
@@ -71,6 +91,10 @@ class History:
     def series(self, split: str = "train", key: str = "loss") -> list[float]:
         """One loss term across epochs, e.g. ``history.series("test", "kl")``."""
         return [epoch[key] for epoch in getattr(self, split)]
+
+    def first(self, epochs: int) -> "History":
+        """The first ``epochs`` epochs only (to set a longer run beside a shorter one)."""
+        return History(self.train[:epochs], self.test[:epochs], self.seconds[:epochs])
 
 
 @torch.no_grad()
@@ -141,6 +165,48 @@ def fit(model: nn.Module, data: Dataset, cfg: Config | None = None, objective: O
     finally:
         bar.close()
         model.to(memory_format=torch.contiguous_format)  # hand back the usual layout (as checkpoints load)
+    model.eval()
+    return history
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+               objective: Objective | None = None) -> float:
+    """One plain optimisation step on a batch ``x``, as lesson 1 writes it; returns the loss before it.
+
+    Clear the old gradients, compute the loss, backpropagate, update. ``fit`` runs the same step
+    with autocast and without waiting for every loss.
+    """
+    objective = objective or default_objective(model)
+    optimizer.zero_grad()
+    loss = objective(model, x, None)["loss"]
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def fit_with_step(model: nn.Module, data: Dataset, step: Callable[[nn.Module, torch.optim.Optimizer, torch.Tensor], float],
+                  cfg: Config | None = None, epochs: int | None = None) -> History:
+    """Train an autoencoder with a given step function, ``step(model, optimizer, x) -> loss`` (e.g. a lesson's own),
+    over shuffled batches with Adam; the held-out per-image MSE after each epoch. Returns the ``History``.
+
+    ``epochs`` (default ``cfg.epochs``) is capped by ``cfg.epochs``, so fast mode stays fast.
+    """
+    cfg = cfg or Config()
+    epochs = cfg.epochs if epochs is None else min(epochs, cfg.epochs)  # fast mode's cap holds
+    seed_everything(cfg.seed)
+    model.to(cfg.torch_device)
+    data = data.to(cfg.torch_device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    batches = Batches(data.train_x, data.train_y, cfg.batch_size, shuffle=True, seed=cfg.seed)
+    history = History()
+    for _ in range(epochs):
+        model.train()
+        start, total = time.perf_counter(), 0.0
+        for x, _ in batches:
+            total += float(step(model, optimizer, x)) * len(x)
+        history.seconds.append(time.perf_counter() - start)
+        history.train.append({"loss": total / len(data.train_x)})
+        history.test.append(evaluate(model, data.test_x, objective=AEObjective("mse")))
     model.eval()
     return history
 

@@ -13,6 +13,7 @@ with a short notice.
 from __future__ import annotations
 
 import base64
+import html
 import math
 import os
 import sys
@@ -68,6 +69,7 @@ class Explorer:
     """Controls, one picture and a line of text; ``update()`` redraws both from the controls."""
 
     title = "Explorer"
+    caption = ""  # what the picture shows, said under it in a static copy of the notebook
 
     def __init__(self, controls: dict[str, W.ValueWidget]) -> None:
         self.controls = controls
@@ -103,9 +105,10 @@ class Explorer:
 
     def _static_bundle(self) -> dict:
         """The still picture, its notice and its caption: what a copy of the notebook without a kernel shows."""
-        still = (f"<p><i>{STATIC_NOTICE}</i></p><img src='data:image/png;base64,{base64.b64encode(self.png).decode()}'"
-                 f" alt='{self.title}'/><br>{self.info.value}")
-        return {"image/png": self.png, "text/plain": f"{self.title} (static picture)", "text/html": still}
+        still = (f"<p><b>{html.escape(self.title)}</b><br><i>{STATIC_NOTICE}</i></p>"
+                 f"<img src='data:image/png;base64,{base64.b64encode(self.png).decode()}' alt='{html.escape(self.title)}'/>"
+                 f"<p>{html.escape(self.caption)}<br>{self.info.value}</p>")
+        return {"image/png": self.png, "text/plain": f"{self.title} (a still picture). {self.caption}", "text/html": still}
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
         bundle = self._static_bundle()
@@ -182,6 +185,8 @@ class LatentSliders(Explorer):
     """One slider per latent dimension of a VAE (or per principal direction of its codes when there are many)."""
 
     title = "Move through the latent space: each slider moves the code z, the decoder draws it"
+    caption = ("The decoder's output for the code the sliders set: all at 0 is the average held-out code, and each "
+               "slider moves it along one main direction of the held-out codes, in standard deviations.")
 
     def __init__(self, vae: nn.Module, images: torch.Tensor | None = None, max_sliders: int = 6) -> None:
         if not is_variational(vae):
@@ -218,6 +223,8 @@ class LatentPlane(Explorer):
     """A 2-D VAE: the held-out codes as a scatter, a point chosen with two sliders, and its decoded digit."""
 
     title = "The 2-D latent plane: pick a point z, see what the decoder draws there"
+    caption = ("Left: the codes of held-out digits in the plane, each class labelled, and a ring at the chosen "
+               "point z. Right: what the decoder draws at z.")
 
     def __init__(self, vae: nn.Module, images: torch.Tensor, labels: torch.Tensor, max_points: int = 2000) -> None:
         if not is_variational(vae) or vae.latent_dim != 2:
@@ -246,6 +253,8 @@ class Interpolation(Explorer):
     """Two held-out digits and a slider t between their codes, one row per model (e.g. AE and VAE)."""
 
     title = "Interpolation: decode (1 - t) z_A + t z_B"
+    caption = ("Top: the two chosen held-out digits. Below, one row per model: its decoded endpoints and, framed, "
+               "the code at t on the straight line between them, decoded.")
 
     def __init__(self, models: dict[str, nn.Module], images: torch.Tensor, labels: torch.Tensor | None = None,
                  a: int = 0, b: int = 1) -> None:
@@ -279,6 +288,8 @@ class Denoising(Explorer):
     """A noise-level slider: the clean digit, its noisy copy, the model's reconstruction, and both PSNRs."""
 
     title = "Denoising: how much noise can the autoencoder remove?"
+    caption = ("A held-out digit, the same digit with noise of the chosen kind and level, and the denoiser's output, "
+               "each with its PSNR against the clean digit.")
 
     def __init__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None = None,
                  kind: str = "gaussian", level: float = 0.3, index: int = 0, seed: int = 0) -> None:
@@ -308,6 +319,8 @@ class AnomalyThreshold(Explorer):
     """A threshold on the anomaly score: the ROC point, the confusion counts and the digits it flags."""
 
     title = "Anomaly threshold: flag every image whose score is above it"
+    caption = ("The scores of the held-out images with the threshold, the counts it gives, and the flagged images: "
+               "framed solid vermillion when they are anomalies, dashed blue when they are false alarms.")
 
     def __init__(self, scores: torch.Tensor, is_anomaly: torch.Tensor, images: torch.Tensor, show: int = 16) -> None:
         self.scores, self.is_anomaly = torch.as_tensor(scores).flatten().cpu(), torch.as_tensor(is_anomaly).flatten().cpu().bool()
@@ -352,6 +365,8 @@ class TsnePicker(Explorer):
     """A t-SNE map of codes: move the cross-hair and see the digit whose point is nearest."""
 
     title = "t-SNE of the codes: which digit sits where?"
+    caption = ("The t-SNE map of held-out codes, each class labelled, with a crosshair at the chosen point and the "
+               "held-out digit whose code lies nearest to it.")
 
     def __init__(self, points: np.ndarray | torch.Tensor, images: torch.Tensor, labels: torch.Tensor) -> None:
         self.points = np.asarray(points, dtype=np.float64)

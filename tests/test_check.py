@@ -140,3 +140,50 @@ def test_choose_takes_the_students_version_only_when_it_passed(capsys):
     assert check.choose("failed", mine, print) is print
     assert check.choose("never run", mine, print) is print
     assert capsys.readouterr().out.count("Using the course's reference for mine") == 2
+
+
+def test_layers_names_the_slip_in_the_layer_sequence():
+    from torch import nn
+    asked = ["Flatten", "Linear", "ReLU", "Linear"]
+    check.layers(nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)), asked, "enc")
+    cases = [
+        (nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2), nn.Tanh()), "Drop the Tanh"),
+        (nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.Sigmoid(), nn.Linear(3, 2)), "Use nn.ReLU() where you have nn.Sigmoid()"),
+        (nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.Linear(3, 2)), "Missing: ReLU."),
+        (nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.ReLU(), nn.Dropout(), nn.Linear(3, 2), nn.ReLU()),
+         "Not asked for: ReLU, Dropout."),
+    ]
+    for model, hint in cases:
+        with pytest.raises(check.ExerciseError, match="the exercise asks for Flatten → Linear → ReLU → Linear") as e:
+            check.layers(model, asked, "enc")
+        assert hint in str(e.value), str(e.value)
+
+
+def test_avoids_sees_a_library_call_however_it_is_reached():
+    import torch.nn.functional as F
+    y = torch.tensor([1, 0])
+    alias = F.one_hot
+    assert torch.equal(check.avoids(lambda: torch.eye(3)[y], [F.one_hot], "by hand"), torch.eye(3)[y])
+    for call in (lambda: F.one_hot(y, 3), lambda: alias(y, num_classes=3), lambda: (lambda f: f(y))(F.one_hot)):
+        with pytest.raises(check.ExerciseError, match="write it yourself"):
+            check.avoids(call, [F.one_hot], "write it yourself")
+
+
+def test_step_events_record_what_a_training_step_did_in_order():
+    from torch import nn
+    model = nn.Linear(3, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    x = torch.rand(4, 3)
+
+    def late_zero(m, opt, batch):
+        loss = m(batch).pow(2).mean()
+        loss.backward()
+        m.zero_grad()
+        opt.step()
+        return loss.item()
+
+    value, did = check.step_events(late_zero, model, optimizer, x, what="step")
+    assert did == ["backward", "zero_grad", "step"] and isinstance(value, float)
+    assert "zero_grad" not in vars(model) and "step" not in vars(optimizer)  # the methods are their own again
+    _, did = check.step_events(lambda m, opt, b: opt.step(), model, optimizer, x, what="step")
+    assert did == ["step"]

@@ -241,3 +241,12 @@ def test_where_from_says_whether_the_lessons_will_download_or_fall_back(tmp_path
     else:
         assert said.startswith("MNIST is not on this machine and its download site")
         assert "Name or service not known" in said and said.endswith(HOW_TO_GET_MNIST)
+
+
+def test_block_images_are_reproducible_binary_and_not_empty():
+    from aecourse.data import block_images
+    a, b = block_images(6, seed=3), block_images(6, seed=3)
+    assert a.shape == (6, 1, 28, 28) and torch.equal(a, b) and not torch.equal(a, block_images(6, seed=4))
+    assert set(a.unique().tolist()) == {0.0, 1.0} and (a.flatten(1).sum(1) >= 9).all()
+    with pytest.raises(ValueError, match="n >= 1"):
+        block_images(0)

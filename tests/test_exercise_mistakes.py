@@ -7,6 +7,7 @@ fragment of the feedback it must get. The test cell (visible and hidden tests) f
 
 from __future__ import annotations
 
+import re
 import textwrap
 
 import nbformat
@@ -36,7 +37,7 @@ CATALOGUE: dict[tuple[str, str], list[tuple[str, str, str]]] = {
                 return torch.tensor(((x_hat - x) ** 2).flatten(1).sum(dim=1).tolist())""", "no gradient"),
         ("squared the sum instead of summing squares", """
             def reconstruction_error(x_hat, x):
-                return (x_hat - x).flatten(1).sum(dim=1) ** 2""", "off by"),
+                return (x_hat - x).flatten(1).sum(dim=1) ** 2""", "you squared the sum"),
     ],
     ("01_autoencoders", "dense_autoencoder"): [
         ("no Sigmoid", """
@@ -56,7 +57,7 @@ CATALOGUE: dict[tuple[str, str], list[tuple[str, str, str]]] = {
                     self.decoder = nn.Sequential(nn.Linear(latent_dim, 128), nn.ReLU(), nn.Linear(128, 784), nn.Sigmoid(),
                                                  nn.Unflatten(1, (1, 28, 28)))
                 def forward(self, x):
-                    return self.decoder(self.encoder(x))""", "encoder is one straight linear map"),
+                    return self.decoder(self.encoder(x))""", "Missing: ReLU"),
         ("no ReLU in the decoder", """
             class DenseAutoencoder(nn.Module):
                 def __init__(self, latent_dim=32):
@@ -65,7 +66,36 @@ CATALOGUE: dict[tuple[str, str], list[tuple[str, str, str]]] = {
                     self.decoder = nn.Sequential(nn.Linear(latent_dim, 128), nn.Linear(128, 784), nn.Sigmoid(),
                                                  nn.Unflatten(1, (1, 28, 28)))
                 def forward(self, x):
-                    return self.decoder(self.encoder(x))""", "decoder is one straight linear map"),
+                    return self.decoder(self.encoder(x))""", "Missing: ReLU"),
+        ("ReLU on the code", """
+            class DenseAutoencoder(nn.Module):
+                def __init__(self, latent_dim=32):
+                    super().__init__()
+                    self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, latent_dim),
+                                                 nn.ReLU())
+                    self.decoder = nn.Sequential(nn.Linear(latent_dim, 128), nn.ReLU(), nn.Linear(128, 784), nn.Sigmoid(),
+                                                 nn.Unflatten(1, (1, 28, 28)))
+                def forward(self, x):
+                    return self.decoder(self.encoder(x))""", "Drop the ReLU after the last layer"),
+        ("Sigmoid on the code", """
+            class DenseAutoencoder(nn.Module):
+                def __init__(self, latent_dim=32):
+                    super().__init__()
+                    self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, latent_dim),
+                                                 nn.Sigmoid())
+                    self.decoder = nn.Sequential(nn.Linear(latent_dim, 128), nn.ReLU(), nn.Linear(128, 784), nn.Sigmoid(),
+                                                 nn.Unflatten(1, (1, 28, 28)))
+                def forward(self, x):
+                    return self.decoder(self.encoder(x))""", "Drop the Sigmoid after the last layer"),
+        ("Tanh for ReLU", """
+            class DenseAutoencoder(nn.Module):
+                def __init__(self, latent_dim=32):
+                    super().__init__()
+                    self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.Tanh(), nn.Linear(128, latent_dim))
+                    self.decoder = nn.Sequential(nn.Linear(latent_dim, 128), nn.Tanh(), nn.Linear(128, 784), nn.Sigmoid(),
+                                                 nn.Unflatten(1, (1, 28, 28)))
+                def forward(self, x):
+                    return self.decoder(self.encoder(x))""", "Use nn.ReLU() where you have nn.Tanh()"),
         ("code size hard-coded", """
             class DenseAutoencoder(nn.Module):
                 def __init__(self, latent_dim=32):
@@ -99,13 +129,13 @@ CATALOGUE: dict[tuple[str, str], list[tuple[str, str, str]]] = {
                 loss = losses.mse(model(x), x)
                 loss.backward()
                 optimizer.step()
-                return loss.item()""", "zero_grad"),
+                return loss.item()""", "gradients of earlier batches pile up"),
         ("no optimizer step", """
             def train_step(model, optimizer, x):
                 optimizer.zero_grad()
                 loss = losses.mse(model(x), x)
                 loss.backward()
-                return loss.item()""", "optimizer.step()"),
+                return loss.item()""", "call optimizer.step() after"),
         ("returns the tensor", """
             def train_step(model, optimizer, x):
                 optimizer.zero_grad()
@@ -126,6 +156,48 @@ CATALOGUE: dict[tuple[str, str], list[tuple[str, str, str]]] = {
                 losses.mse(model(x), x).backward()
                 optimizer.step()
                 return losses.mse(model(x), x).item()""", "the loss before the step"),
+        ("zero_grad between backward and step", """
+            def train_step(model, optimizer, x):
+                loss = losses.mse(model(x), x)
+                loss.backward()
+                optimizer.zero_grad()
+                optimizer.step()
+                return loss.item()""", "wipes the gradients just computed"),
+        ("no backward", """
+            def train_step(model, optimizer, x):
+                optimizer.zero_grad()
+                loss = losses.mse(model(x), x)
+                optimizer.step()
+                return loss.item()""", "call loss.backward()"),
+        ("zero_grad at the end", """
+            def train_step(model, optimizer, x):
+                loss = losses.mse(model(x), x)
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad()
+                return loss.item()""", "call optimizer.zero_grad() at the start"),
+    ],
+    ("01_autoencoders", "smallest_beating_pca"): [
+        ("the first in the list, not the smallest", """
+            def smallest_beating_pca(dims, ae_error, pca_error):
+                return next((d for d, a, p in zip(dims, ae_error, pca_error) if a < p), None)""", "any order"),
+        ("a tie counts as beating", """
+            def smallest_beating_pca(dims, ae_error, pca_error):
+                better = [d for d, a, p in zip(dims, ae_error, pca_error) if a <= p]
+                return min(better) if better else None""", "a tie does not count"),
+        ("the size with the largest gain", """
+            def smallest_beating_pca(dims, ae_error, pca_error):
+                gains = {d: p - a for d, a, p in zip(dims, ae_error, pca_error)}
+                best = max(gains, key=gains.get)
+                return best if gains[best] > 0 else None""", "4 is the smallest"),
+        ("the position instead of the size", """
+            def smallest_beating_pca(dims, ae_error, pca_error):
+                better = [i for i, (a, p) in enumerate(zip(ae_error, pca_error)) if a < p]
+                return min(better) if better else None""", "you returned 0"),
+        ("zero instead of None", """
+            def smallest_beating_pca(dims, ae_error, pca_error):
+                better = [d for d, a, p in zip(dims, ae_error, pca_error) if a < p]
+                return min(better) if better else 0""", "return None"),
     ],
     ("02_convolutional_autoencoders", "conv_output_size"): [
         ("true division", """
@@ -133,10 +205,16 @@ CATALOGUE: dict[tuple[str, str], list[tuple[str, str, str]]] = {
                 return (size + 2 * padding - kernel) / stride + 1""", "should be an int"),
         ("padding on one side only", """
             def my_conv_output_size(size, kernel, stride=1, padding=0):
-                return (size + padding - kernel) // stride + 1""", "a real layer gives"),
+                return (size + padding - kernel) // stride + 1""", "2 * padding"),
         ("forgot the + 1", """
             def my_conv_output_size(size, kernel, stride=1, padding=0):
-                return (size + 2 * padding - kernel) // stride""", "a real layer gives"),
+                return (size + 2 * padding - kernel) // stride""", "forget the + 1"),
+        ("rounded to the nearest", """
+            def my_conv_output_size(size, kernel, stride=1, padding=0):
+                return round((size + 2 * padding - kernel) / stride) + 1""", "round down"),
+        ("int() of a true division, plus one inside", """
+            def my_conv_output_size(size, kernel, stride=1, padding=0):
+                return int((size + 2 * padding - kernel + 1) / stride) + 1""", "a real layer gives"),
         ("rounded up", """
             import math
             def my_conv_output_size(size, kernel, stride=1, padding=0):
@@ -145,7 +223,7 @@ CATALOGUE: dict[tuple[str, str], list[tuple[str, str, str]]] = {
     ("02_convolutional_autoencoders", "code_size"): [
         ("counted parameters", """
             def my_code_size(encoder):
-                return sum(p.numel() for p in encoder.parameters())""", "784"),
+                return sum(p.numel() for p in encoder.parameters())""", "you counted the encoder's"),
         ("returned the shape", """
             def my_code_size(encoder):
                 return tuple(encoder(torch.zeros(1, 1, 28, 28)).shape)""", "should return an int"),
@@ -182,7 +260,7 @@ CATALOGUE: dict[tuple[str, str], list[tuple[str, str, str]]] = {
                                                 nn.Conv2d(32, 64, 3, padding=1), nn.MaxPool2d(2),
                                                 nn.Flatten(), nn.Linear(64 * 7 * 7, latent_dim))
                 def forward(self, x):
-                    return self.layers(x)""", "ReLU"),
+                    return self.layers(x)""", "Missing: 2 ReLU"),
         ("code size hard-coded", """
             class ConvEncoder(nn.Module):
                 def __init__(self, latent_dim=32):
@@ -201,6 +279,52 @@ CATALOGUE: dict[tuple[str, str], list[tuple[str, str, str]]] = {
                                                 nn.Flatten(), nn.Linear(32 * 7 * 7, latent_dim))
                 def forward(self, x):
                     return self.layers(x)""", "parameters"),
+    ],
+    ("02_convolutional_autoencoders", "slim_encoder"): [
+        ("a Linear layer after all", """
+            class SlimEncoder(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.layers = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                                nn.Flatten(), nn.Linear(4 * 14 * 14, 32))
+                def forward(self, x):
+                    return self.layers(x)""", "no nn.Linear"),
+        ("one downsampling too few: 2 x 7 x 7 = 98 numbers", """
+            class SlimEncoder(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.layers = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                                nn.Conv2d(8, 2, 3, padding=1), nn.MaxPool2d(2), nn.Flatten())
+                def forward(self, x):
+                    return self.layers(x)""", "shape (4, 32)"),
+        ("over the parameter budget", """
+            class SlimEncoder(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.layers = nn.Sequential(nn.Conv2d(1, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                                nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                                nn.Conv2d(64, 2, 3, stride=2, padding=1), nn.Flatten())
+                def forward(self, x):
+                    return self.layers(x)""", "the budget is 20,000"),
+        ("no Flatten: a map, not a code", """
+            class SlimEncoder(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.layers = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                                nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                                nn.Conv2d(8, 2, 3, stride=2, padding=1))
+                def forward(self, x):
+                    return self.layers(x)""", "shape (4, 32)"),
+        ("a constant code", """
+            class SlimEncoder(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.layers = nn.Sequential(nn.Conv2d(1, 2, 3, stride=2, padding=1), nn.MaxPool2d(2),
+                                                nn.Conv2d(2, 2, 3, stride=2, padding=1), nn.Flatten())
+                    for p in self.layers.parameters():
+                        nn.init.zeros_(p)
+                def forward(self, x):
+                    return self.layers(x)""", "same code"),
     ],
     ("03_denoising_and_anomaly_detection", "psnr"): [
         ("summed error", """
@@ -231,24 +355,24 @@ CATALOGUE: dict[tuple[str, str], list[tuple[str, str, str]]] = {
         ("absolute error", """
             def my_anomaly_score(model, x):
                 with torch.no_grad():
-                    return (model(x) - x).abs().flatten(1).sum(dim=1)""", "off by"),
+                    return (model(x) - x).abs().flatten(1).sum(dim=1)""", "summed absolute differences"),
     ],
     ("03_denoising_and_anomaly_detection", "confusion_counts"): [
         ("flagged scores equal to the threshold", """
             def my_confusion_counts(scores, is_anomaly, threshold):
                 flagged = scores >= threshold
                 return {"tp": int((flagged & is_anomaly).sum()), "fp": int((flagged & ~is_anomaly).sum()),
-                        "tn": int((~flagged & ~is_anomaly).sum()), "fn": int((~flagged & is_anomaly).sum())}""", "strictly above"),
+                        "tn": int((~flagged & ~is_anomaly).sum()), "fn": int((~flagged & is_anomaly).sum())}""", "strictly"),
         ("swapped fp and fn", """
             def my_confusion_counts(scores, is_anomaly, threshold):
                 flagged = scores > threshold
                 return {"tp": int((flagged & is_anomaly).sum()), "fn": int((flagged & ~is_anomaly).sum()),
-                        "tn": int((~flagged & ~is_anomaly).sum()), "fp": int((~flagged & is_anomaly).sum())}""", "you returned"),
+                        "tn": int((~flagged & ~is_anomaly).sum()), "fp": int((~flagged & is_anomaly).sum())}""", "fp and fn are swapped"),
         ("flagged the low scores", """
             def my_confusion_counts(scores, is_anomaly, threshold):
                 flagged = scores < threshold
                 return {"tp": int((flagged & is_anomaly).sum()), "fp": int((flagged & ~is_anomaly).sum()),
-                        "tn": int((~flagged & ~is_anomaly).sum()), "fn": int((~flagged & is_anomaly).sum())}""", "you returned"),
+                        "tn": int((~flagged & ~is_anomaly).sum()), "fn": int((~flagged & is_anomaly).sum())}""", "below the threshold"),
         ("tensors instead of ints", """
             def my_confusion_counts(scores, is_anomaly, threshold):
                 flagged = scores > threshold
@@ -264,13 +388,22 @@ CATALOGUE: dict[tuple[str, str], list[tuple[str, str, str]]] = {
                 return torch.normal(mu, torch.exp(0.5 * logvar))""", "no gradient"),
         ("uniform noise", """
             def my_reparameterize(mu, logvar):
-                return mu + torch.exp(0.5 * logvar) * torch.rand_like(mu)""", "centred on mu"),
+                return mu + torch.exp(0.5 * logvar) * torch.rand_like(mu)""", "not uniform on [0, 1)"),
+        ("one eps for the whole batch", """
+            def my_reparameterize(mu, logvar):
+                return mu + torch.exp(0.5 * logvar) * torch.randn(1)""", "draw one eps per entry"),
+        ("detached the log-variance", """
+            def my_reparameterize(mu, logvar):
+                return mu + torch.exp(0.5 * logvar.detach()) * torch.randn_like(mu)""", "no gradient reaches logvar"),
+        ("forgot sigma", """
+            def my_reparameterize(mu, logvar):
+                return mu + torch.randn_like(mu)""", "no gradient reaches logvar"),
         ("logvar used as sigma", """
             def my_reparameterize(mu, logvar):
                 return mu + logvar * torch.randn_like(mu)""", "standard deviation"),
         ("detached the mean", """
             def my_reparameterize(mu, logvar):
-                return mu.detach() + torch.exp(0.5 * logvar) * torch.randn_like(mu)""", "no gradient reaches mu"),
+                return mu.detach() + torch.exp(0.5 * logvar) * torch.randn_like(mu)""", "not from mu.detach()"),
     ],
     ("04_variational_autoencoders", "gaussian_kl"): [
         ("log sigma instead of log sigma^2", """
@@ -278,7 +411,13 @@ CATALOGUE: dict[tuple[str, str], list[tuple[str, str, str]]] = {
                 return 0.5 * (logvar.exp() + mu ** 2 - 0.5 * logvar - 1).sum(dim=1)""", "log(sigma)"),
         ("flipped sign", """
             def my_gaussian_kl(mu, logvar):
-                return -0.5 * (logvar.exp() + mu ** 2 - logvar - 1).sum(dim=1)""", "negative"),
+                return -0.5 * (logvar.exp() + mu ** 2 - logvar - 1).sum(dim=1)""", "opposite sign"),
+        ("sigma for sigma^2", """
+            def my_gaussian_kl(mu, logvar):
+                return 0.5 * (torch.exp(0.5 * logvar) + mu ** 2 - logvar - 1).sum(dim=1)""", "sigma = exp(logvar / 2)"),
+        ("mu not squared", """
+            def my_gaussian_kl(mu, logvar):
+                return 0.5 * (logvar.exp() + mu - logvar - 1).sum(dim=1)""", "mu^2, not mu"),
         ("no one half", """
             def my_gaussian_kl(mu, logvar):
                 return (logvar.exp() + mu ** 2 - logvar - 1).sum(dim=1)""", "starts with 1/2"),
@@ -317,7 +456,7 @@ CATALOGUE: dict[tuple[str, str], list[tuple[str, str, str]]] = {
         ("counted images instead of dimensions", """
             def my_active_dimensions(mu, logvar, threshold=0.01):
                 kl = 0.5 * (logvar.exp() + mu ** 2 - logvar - 1)
-                return int((kl.mean(dim=1) > threshold).sum())""", "you counted"),
+                return int((kl.mean(dim=1) > threshold).sum())""", "only 4 dimensions"),
         ("returned a tensor", """
             def my_active_dimensions(mu, logvar, threshold=0.01):
                 kl = 0.5 * (logvar.exp() + mu ** 2 - logvar - 1)
@@ -325,28 +464,37 @@ CATALOGUE: dict[tuple[str, str], list[tuple[str, str, str]]] = {
     ],
     ("05_beyond_the_basics", "one_hot"): [
         ("integer tensor", """
-            import torch.nn.functional as F
             def my_one_hot(labels, n_classes=10):
-                return F.one_hot(labels, n_classes)""", "return floats"),
+                out = torch.zeros(len(labels), n_classes, dtype=torch.long)
+                out[torch.arange(len(labels)), labels] = 1
+                return out""", "return floats"),
         ("transposed", """
-            import torch.nn.functional as F
             def my_one_hot(labels, n_classes=10):
-                return F.one_hot(labels, n_classes).float().T""", "shape (3, 10)"),
+                return (torch.arange(n_classes)[:, None] == labels).float()""", "shape (3, 10)"),
         ("off by one", """
             def my_one_hot(labels, n_classes=10):
                 out = torch.zeros(len(labels), n_classes)
                 out[torch.arange(len(labels)), (labels + 1) % n_classes] = 1.0
                 return out""", "single 1, at the index"),
         ("ignored n_classes", """
+            def my_one_hot(labels, n_classes=10):
+                out = torch.zeros(len(labels), 10)
+                out[torch.arange(len(labels)), labels] = 1.0
+                return out""", "use the n_classes argument"),
+        ("the one library call", """
             import torch.nn.functional as F
             def my_one_hot(labels, n_classes=10):
-                return F.one_hot(labels, 10).float()""", "n_classes=4"),
+                return F.one_hot(labels, n_classes).float()""", "build the rows yourself"),
+        ("the library call under another name", """
+            from torch.nn.functional import one_hot as make_rows
+            def my_one_hot(labels, n_classes=10):
+                return make_rows(labels, num_classes=n_classes).to(torch.float32)""", "build the rows yourself"),
     ],
     ("05_beyond_the_basics", "sample_digit"): [
         ("uniform codes", """
             def my_sample_digit(model, digit, n):
                 with torch.no_grad():
-                    return model.decode(torch.rand(n, model.latent_dim), torch.full((n,), digit))""", "same random codes"),
+                    return model.decode(torch.rand(n, model.latent_dim), torch.full((n,), digit))""", "not torch.rand"),
         ("kept gradients", """
             def my_sample_digit(model, digit, n):
                 return model.decode(torch.randn(n, model.latent_dim), torch.full((n,), digit))""", "no_grad"),
@@ -358,13 +506,12 @@ CATALOGUE: dict[tuple[str, str], list[tuple[str, str, str]]] = {
             def my_sample_digit(model, digit, n):
                 with torch.no_grad():
                     z = torch.randn(1, model.latent_dim).expand(n, -1)
-                    return model.decode(z, torch.full((n,), digit))""", "same random codes"),
+                    return model.decode(z, torch.full((n,), digit))""", "same image"),
     ],
 }
 
 # Passing an exercise off the course's own reference: correct values, so only the hidden tests'
-# ``integrity.own_work`` can catch it. (one_hot has no course reference: torch's F.one_hot is fair;
-# train_step's only reference, training.fit, trains whole epochs and cannot stand in for one step.)
+# ``integrity.own_work`` can catch it. (one_hot's reference is torch's F.one_hot, catalogued above.)
 DELEGATIONS: dict[tuple[str, str], str] = {
     ("01_autoencoders", "reconstruction_error"): """
         def reconstruction_error(x_hat, x):
@@ -373,6 +520,10 @@ DELEGATIONS: dict[tuple[str, str], str] = {
         class DenseAutoencoder(DenseAE):
             def __init__(self, latent_dim=32):
                 super().__init__(latent_dim, hidden=(128,))""",
+    ("01_autoencoders", "train_step"): """
+        train_step = training.train_step""",
+    ("01_autoencoders", "smallest_beating_pca"): """
+        from aecourse.latent import smallest_code_beating as smallest_beating_pca""",
     ("02_convolutional_autoencoders", "conv_output_size"): """
         from aecourse.models import conv_output_size as my_conv_output_size""",
     ("02_convolutional_autoencoders", "code_size"): """
@@ -381,9 +532,17 @@ DELEGATIONS: dict[tuple[str, str], str] = {
         class ConvEncoder(nn.Module):
             def __init__(self, latent_dim=16):
                 super().__init__()
-                self.net = ConvAE(latent_dim).encoder
+                self.layers = ConvAE(latent_dim).encoder
             def forward(self, x):
-                return self.net(x)""",
+                return self.layers(x)""",
+    ("02_convolutional_autoencoders", "slim_encoder"): """
+        from aecourse.models import slim_encoder
+        class SlimEncoder(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.layers = slim_encoder()
+            def forward(self, x):
+                return self.layers(x)""",
     ("03_denoising_and_anomaly_detection", "psnr"): """
         from aecourse.losses import psnr as my_psnr""",
     ("03_denoising_and_anomaly_detection", "anomaly_score"): """
@@ -398,32 +557,39 @@ DELEGATIONS: dict[tuple[str, str], str] = {
         def my_gaussian_kl(mu, logvar):
             return aecourse.losses.gaussian_kl(mu, logvar)""",
     ("04_variational_autoencoders", "vae_loss"): """
-        def my_vae_loss(x_hat, x, mu, logvar):
-            return losses.vae_loss(x_hat, x, mu, logvar).loss""",
+        def my_vae_loss(x_hat, x, mu, logvar, beta=1.0):
+            return losses.vae_loss(x_hat, x, mu, logvar, beta).loss""",
     ("05_beyond_the_basics", "active_dimensions"): """
         from aecourse.latent import active_dimensions as my_active_dimensions""",
     ("05_beyond_the_basics", "sample_digit"): """
         def my_sample_digit(model, digit, n):
             return model.sample(n, y=digit)""",
 }
+# The course's conv encoder pools before its ReLU (the same function), so the visible layer check
+# already tells it from the order the exercise asks for.
+DELEGATION_FEEDBACK = {("02_convolutional_autoencoders", "conv_encoder"): "the exercise asks for"}
 for _key, _answer in DELEGATIONS.items():
-    CATALOGUE[_key].append(("delegates to the course's reference", _answer, "reference implementation"))
+    CATALOGUE[_key].append(("delegates to the course's reference", _answer,
+                            DELEGATION_FEEDBACK.get(_key, "reference implementation")))
 
 
 def _cells(lesson: str):
     nb = nbformat.read(ROOT / "solutions" / lesson / f"{lesson}.ipynb", as_version=4)
     setup = next(c.source for c in nb.cells if c.cell_type == "code" and "from aecourse import" in c.source)
     by_id = {c.metadata["nbgrader"]["grade_id"]: c.source for c in nb.cells
-             if c.metadata.get("nbgrader", {}).get("grade_id")}
+             if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade_id")}
     return setup, by_id
 
 
-def _grade(lesson: str, exercise: str, answer: str) -> None:
+def _grade(lesson: str, exercise: str, answer: str, visible_only: bool = False) -> None:
     setup, by_id = _cells(lesson)
+    test = by_id[f"test-{exercise}"]
+    if visible_only:  # what a student runs: the test cell without its hidden block
+        test = re.sub(r"### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS", "", test, flags=re.S)
     namespace: dict = {}
     exec(setup, namespace)
     exec(textwrap.dedent(answer), namespace)
-    exec(by_id[f"test-{exercise}"], namespace)
+    exec(test, namespace)
 
 
 def test_every_exercise_has_at_least_three_catalogued_mistakes():
@@ -447,3 +613,15 @@ def test_each_catalogued_mistake_loses_its_points_with_useful_feedback(lesson, e
     with pytest.raises(ExerciseError) as failure:
         _grade(lesson, exercise, answer)
     assert feedback in str(failure.value), f"{mistake}: feedback was {failure.value!s}"
+
+
+@pytest.mark.parametrize("lesson, exercise, mistake, answer, feedback", [
+    (lesson, exercise, *entry) for (lesson, exercise), entries in CATALOGUE.items() for entry in entries
+    if (lesson, exercise) not in DELEGATIONS or entry[1] != DELEGATIONS[(lesson, exercise)]
+], ids=lambda v: v if isinstance(v, str) and "\n" not in v and len(v) < 50 else "")
+def test_each_catalogued_mistake_already_fails_the_visible_tests(lesson, exercise, mistake, answer, feedback):
+    """A student sees every catalogued mistake fail before handing in: the hidden tests are for other shapes,
+    seeds and values, not for requirements the visible ones never exercised. (An answer that only calls the
+    course's reference is the exception: its values are right, and only the grader looks for it.)"""
+    with pytest.raises(ExerciseError):
+        _grade(lesson, exercise, answer, visible_only=True)

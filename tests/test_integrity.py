@@ -43,6 +43,16 @@ def test_own_work_catches_every_route_to_the_reference(what, call):
         integrity.own_work(what, call, losses.mse, models.DenseAE, models.ConvVAE.sample)
 
 
+@pytest.mark.parametrize("what, call", [
+    ("the call", lambda: torch.nn.functional.one_hot(torch.tensor([1, 2]), 4).float()),
+    ("an alias", lambda: (lambda f: f(torch.tensor([1, 2]), 4))(torch._C._nn.one_hot)),
+])
+def test_own_work_catches_a_builtin_reference_however_it_is_reached(what, call):
+    with pytest.raises(ExerciseError, match=r"torch\.nn\.functional\.one_hot"):
+        integrity.own_work(what, call, torch.nn.functional.one_hot)
+    integrity.own_work("by hand", lambda: torch.eye(4)[torch.tensor([1, 2])], torch.nn.functional.one_hot)
+
+
 def test_own_work_catches_a_reference_built_elsewhere_and_handed_in():
     built = models.DenseAE(4)  # made before the check, so no reference code runs during it
     with pytest.raises(ExerciseError, match="DenseAE"):

@@ -116,3 +116,26 @@ def test_tsne_neighbourhoods_are_as_trustworthy_as_scikit_learns():
     ours = trustworthiness(codes, latent.tsne_2d(codes, seed=0), n_neighbors=5)
     reference = trustworthiness(codes, TSNE(random_state=0).fit_transform(codes), n_neighbors=5)
     assert ours >= reference - 0.01, f"trustworthiness {ours:.4f} vs scikit-learn's {reference:.4f}"
+
+
+def test_traverse_moves_one_dimension_per_row_and_keeps_the_rest():
+    torch.manual_seed(0)
+    model = ConvVAE(4, channels=(8, 16)).eval()
+    x = torch.rand(1, 28, 28)
+    out = latent.traverse(model, x, dims=[1, 3], values=[-2.0, 0.0, 2.0])
+    assert out.shape == (6, 1, 28, 28)
+    z = latent.encode(model, x.view(1, 1, 28, 28))[0]
+    expected = z.repeat(2, 3, 1)
+    expected[0, :, 1] = torch.tensor([-2.0, 0.0, 2.0])
+    expected[1, :, 3] = torch.tensor([-2.0, 0.0, 2.0])
+    with torch.no_grad():
+        torch.testing.assert_close(out, model.decode(expected.view(6, 4)))
+    with pytest.raises(ValueError, match="the code has 4"):
+        latent.traverse(model, x, dims=[4], values=[0.0])
+
+
+def test_smallest_code_beating_reads_a_sweep_in_any_order():
+    assert latent.smallest_code_beating([16, 2, 8, 4], [1.0, 5.0, 3.0, 2.0], [2.0, 4.0, 2.5, 2.5]) == 4
+    assert latent.smallest_code_beating([2, 4], [1.0, 1.0], [1.0, 0.5]) is None  # a tie does not beat
+    with pytest.raises(ValueError, match="one error and one baseline"):
+        latent.smallest_code_beating([2, 4], [1.0], [1.0, 2.0])

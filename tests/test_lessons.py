@@ -62,8 +62,8 @@ def test_lessons_are_exactly_what_nbgrader_generates(name, tmp_path):
 def test_exercises_follow_the_course_conventions(name):
     nb = nbformat.read(_notebook("solutions", name), as_version=4)
     graded = _graded(nb)
-    answers = [c for c in graded if c.metadata.nbgrader.get("solution")]
-    tests = [c for c in graded if c.metadata.nbgrader.get("grade")]
+    answers = [c for c in graded if c.metadata.nbgrader.get("solution") and c.cell_type == "code"]
+    tests = [c for c in graded if c.metadata.nbgrader.get("grade") and c.cell_type == "code"]
     assert len(answers) >= 3, "at least three autograded exercises per lesson"
     assert {f"test-{c.metadata.nbgrader.grade_id}" for c in answers} == {c.metadata.nbgrader.grade_id for c in tests}
     for cell in tests:
@@ -78,6 +78,23 @@ def test_exercises_follow_the_course_conventions(name):
         assert cell.metadata.nbgrader.get("points", 0) > 0 and cell.metadata.nbgrader.locked
     for cell in answers:
         assert "### BEGIN SOLUTION" in cell.source and cell.source.lstrip().startswith(("def ", "class "))
+
+
+@pytest.mark.parametrize("name", LESSONS)
+def test_written_questions_have_model_answers_and_blank_student_cells(name):
+    """Two or three written questions per lesson, graded by hand: the model answer in solutions/, an empty
+    answer cell in the student copy, and the question in the markdown cell just above."""
+    source, release = (nbformat.read(_notebook(folder, name), as_version=4) for folder in ("solutions", "lessons"))
+    written = {c.metadata.nbgrader.grade_id: (i, c) for i, c in enumerate(source.cells)
+               if c.cell_type == "markdown" and c.metadata.get("nbgrader", {}).get("solution")}
+    assert 2 <= len(written) <= 3, f"{name}: two or three written questions"
+    student = {c.metadata.nbgrader.grade_id: c for c in _graded(release)}
+    for gid, (i, cell) in written.items():
+        meta = cell.metadata.nbgrader
+        assert gid.startswith("q-") and meta.grade and meta.points > 0 and not meta.locked
+        assert len(cell.source.split()) >= 40, f"{name}/{gid}: write the model answer in solutions/"
+        assert "**Question" in source.cells[i - 1].source and f"({meta.points:g} points)" in source.cells[i - 1].source
+        assert student[gid].source == "YOUR ANSWER HERE", f"{name}/{gid}: the student copy must not hold the answer"
 
 
 def _code(nb, hidden: bool = True) -> list[str]:
@@ -119,10 +136,41 @@ def test_the_student_copy_imports_only_what_the_lesson_uses(name):
 def test_lessons_train_their_models_from_the_recipes(name):
     """The models a lesson trains come from aecourse.recipes, the same the benchmarks score."""
     nb = nbformat.read(_notebook("solutions", name), as_version=4)
-    calls = {node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
-             for source in _code(nb) for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Call)}
-    assert not calls & {"load_or_train", "fit"}, f"{name} trains outside aecourse.recipes"
-    assert "train" in calls, f"{name} trains nothing from aecourse.recipes"
+    calls = [ast.unparse(node.func) for source in _code(nb) for node in ast.walk(ast.parse(source))
+             if isinstance(node, ast.Call)]
+    outside = [c for c in calls if c.split(".")[-1] in {"load_or_train", "fit"} and not c.startswith("recipes.")]
+    assert not outside, f"{name} trains outside aecourse.recipes: {outside}"
+    assert any(c.startswith("recipes.") and c.endswith(".train") for c in calls), \
+        f"{name} trains nothing from aecourse.recipes"
+
+
+@pytest.mark.parametrize("name", LESSONS)
+def test_every_exercise_carries_into_the_lesson_below_it(name):
+    """Each answer a student writes is taken up after its test cell by ``check.choose(exercise, answer,
+    reference)``, and what that returns is used further on: the student's own code does the lesson's work."""
+    nb = nbformat.read(_notebook("solutions", name), as_version=4)
+    answers = {c.metadata.nbgrader.grade_id: (i, ast.parse(c.source).body[0].name) for i, c in enumerate(nb.cells)
+               if c.metadata.get("nbgrader", {}).get("solution") and c.cell_type == "code"}
+    for exercise, (position, answer) in answers.items():
+        chosen = None
+        for i, cell in enumerate(nb.cells[position + 2:], start=position + 2):
+            if cell.cell_type != "code" or cell.metadata.get("nbgrader", {}).get("grade"):
+                continue
+            tree = ast.parse(_code(nbformat.v4.new_notebook(cells=[cell]))[0])
+            for node in ast.walk(tree):
+                if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
+                        and ast.unparse(node.value.func) == "check.choose"):
+                    args = node.value.args
+                    if (len(args) == 3 and isinstance(args[0], ast.Constant) and args[0].value == exercise
+                            and ast.unparse(args[1]) == answer):
+                        chosen = (i, node.targets[0].id)
+            if chosen:
+                break
+        assert chosen, f"{name}: no cell after the test of {exercise} takes up {answer} with check.choose"
+        later = [ast.parse(source) for source in _code(nbformat.v4.new_notebook(cells=nb.cells[chosen[0]:]))]
+        uses = [n for tree in later for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == chosen[1]
+                and isinstance(n.ctx, ast.Load)]
+        assert uses, f"{name}: {chosen[1]} (the chosen {exercise}) is never used"
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +196,7 @@ def autograded(tmp_path_factory):
     from nbgrader.api import Gradebook
 
     with Gradebook(db) as gb:
-        scores = {(name, student, grade.name): (grade.score, grade.max_score)
+        scores = {(name, student, grade.name): (grade.score, grade.max_score, grade.needs_manual_grade)
                   for name in LESSONS for student in ("blank", "canary")
                   for nb in gb.find_submission(name, student).notebooks for grade in nb.grades}
     return course, scores
@@ -161,10 +209,13 @@ def test_blank_release_scores_zero_and_the_solution_full_marks(autograded, name)
     cells = {cell for (lesson, _, cell) in scores if lesson == name}
     assert cells
     for cell in cells:
-        score, max_score = scores[(name, "blank", cell)]
-        assert score == 0, f"{name}/{cell}: a blank answer got {score} points"
-        score, max_score = scores[(name, "canary", cell)]
-        assert score == max_score > 0, f"{name}/{cell}: the solution got {score} of {max_score}"
+        score, max_score, pending = scores[(name, "blank", cell)]
+        assert score == 0 and not pending, f"{name}/{cell}: a blank answer got {score} points (or waits for a grade)"
+        score, max_score, pending = scores[(name, "canary", cell)]
+        if cell.startswith("q-"):  # a written answer: a person grades it
+            assert pending and score == 0, f"{name}/{cell}: a written answer must wait for a grade by hand"
+        else:
+            assert score == max_score > 0 and not pending, f"{name}/{cell}: the solution got {score} of {max_score}"
 
 
 @pytest.mark.slow
@@ -215,6 +266,6 @@ def test_validate_reports_every_unanswered_exercise_of_a_blank_copy(tmp_path):
     done = subprocess.run([*NBGRADER, "validate", f"{name}.ipynb"], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=600)
     answers = [c for c in _graded(nbformat.read(_notebook("lessons", name), as_version=4))
-               if c.metadata.nbgrader.get("solution")]
+               if c.metadata.nbgrader.get("solution")]  # the exercises and the written answers
     assert f"VALIDATION FAILED ON {len(answers)} CELL(S)!" in done.stdout, done.stdout[-2000:]
-    assert "is not written yet" in done.stdout
+    assert "is not written yet" in done.stdout and "You did not provide a response" in done.stdout

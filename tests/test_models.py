@@ -234,3 +234,30 @@ def test_code_size_counts_numbers_per_image():
     assert models.code_size(models.NoBottleneckCAE().encoder) == 64 * 7 * 7  # more than the 784 pixels
     assert models.NoBottleneckCAE()(X).shape == X.shape
     assert models.code_size(nn.Flatten()) == 784  # a layer without weights (the lesson's first example)
+
+
+def test_conditional_vae_takes_label_codes_as_well_as_labels():
+    torch.manual_seed(0)
+    model = ConvVAE(3, channels=(8, 16), n_classes=10).eval()
+    z, y = torch.randn(4, 3), torch.tensor([0, 3, 3, 9])
+    with torch.no_grad():
+        torch.testing.assert_close(model.decode(z, torch.eye(10)[y]), model.decode(z, y))
+        mixed = model.decode(z, 0.5 * torch.eye(10)[y] + 0.5 * torch.eye(10)[[1, 1, 2, 2]])
+    assert mixed.shape == (4, 1, 28, 28)
+    with pytest.raises(ValueError, match=r"label codes should have shape \(4, 10\)"):
+        model.decode(z, torch.eye(10)[y][:, :9])
+
+
+def test_assembled_joins_an_encoder_and_a_decoder():
+    encoder, decoder = DenseAE(5).encoder, DenseAE(5).decoder
+    model = models.Assembled(encoder, decoder)
+    assert model.encode(X).shape == (len(X), 5) and model(X).shape == X.shape
+    assert set(model.parameters()) == set(encoder.parameters()) | set(decoder.parameters())
+
+
+def test_slim_encoder_squeezes_to_32_numbers_without_a_linear_layer():
+    encoder = models.slim_encoder()
+    assert encoder(X).shape == (len(X), 32)
+    assert not any(isinstance(m, nn.Linear) for m in encoder.modules())
+    assert models.count_parameters(encoder) == 5_378 <= 20_000
+    assert models.code_size(encoder) == 32

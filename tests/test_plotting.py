@@ -151,3 +151,19 @@ def test_latent_scatter_names_every_class_where_its_points_are():
     assert set(names) == {str(c) for c in range(10)}
     assert all(abs(names[str(c)][0] - 3 * c) < 1.0 for c in range(10))
     plt.close(fig)
+
+
+def test_bars_draw_one_bar_per_value_and_series_side_by_side():
+    fig = plotting.bars({"a": [1.0, 2.0, 3.0], "b": torch.tensor([0.5, 0.1, 0.0])}, "t", "dim", "KL",
+                        line=(0.1, "0.1 nats"))
+    assert len(fig.axes[0].patches) == 6
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["0.1 nats", "a", "b"]
+    with pytest.raises(ValueError, match="same number of bars"):
+        plotting.bars({"a": [1.0], "b": [1.0, 2.0]}, "t", "x", "y")
+
+
+def test_rate_distortion_labels_each_model():
+    fig = plotting.rate_distortion([20.0, 10.0], [80.0, 95.0], ["beta = 1", "beta = 4"], "RD")
+    assert [t.get_text() for t in fig.axes[0].texts] == ["beta = 1", "beta = 4"]
+    with pytest.raises(ValueError, match="one label per model"):
+        plotting.rate_distortion([1.0], [2.0, 3.0], ["a"], "RD")

@@ -226,3 +226,74 @@ def test_fit_follows_the_loss_trajectory_of_a_plain_loop(variational, precision,
             plain.eval(), plain(small_data.test_x), plain.train()
     assert history.series("train") == pytest.approx(trajectory, rel=tolerance)
     assert training_dtypes == {torch.bfloat16 if precision == "bf16" else torch.float32}
+
+
+def test_train_step_is_one_plain_step_and_returns_the_loss_before_it(small_data):
+    torch.manual_seed(0)
+    model, x = DenseAE(8), small_data.train_x[:32]
+    twin = DenseAE(8)
+    twin.load_state_dict(model.state_dict())
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = mse(model(x), x).item()
+    assert training.train_step(model, optimizer, x) == pytest.approx(before, rel=1e-6)
+    mse(twin(x), x).backward()  # the same step by hand
+    with torch.no_grad():
+        for p in twin.parameters():
+            p -= 0.1 * p.grad
+    for a, b in zip(model.parameters(), twin.parameters()):
+        torch.testing.assert_close(a, b)
+
+
+def test_fit_with_step_trains_with_the_given_step_and_caps_the_epochs(small_data, cfg):
+    calls = []
+
+    def step(model, optimizer, x):
+        calls.append(len(x))
+        return training.train_step(model, optimizer, x)
+
+    torch.manual_seed(0)
+    model = DenseAE(8)
+    before = evaluate(model, small_data.test_x, objective=AEObjective())["loss"]
+    history = training.fit_with_step(model, small_data, step, cfg, epochs=cfg.epochs + 5)
+    assert len(history) == cfg.epochs  # capped by cfg.epochs (fast mode's cap)
+    assert sum(calls) == cfg.epochs * len(small_data.train_x)
+    assert history.test[-1]["loss"] < before and not model.training
+    assert len(training.fit_with_step(DenseAE(8), small_data, step, cfg, epochs=1)) == 1
+
+
+def test_pieces_objective_with_the_reference_pieces_is_the_vae_objective(small_data):
+    from aecourse import losses
+    torch.manual_seed(0)
+    model, x = ConvVAE(4, channels=(8, 16)), small_data.test_x[:64]
+    pieces = training.PiecesVAEObjective(models.reparameterize, lambda *a: losses.vae_loss(*a).loss)
+    torch.manual_seed(1)
+    mine = pieces(model, x, None)["loss"]
+    torch.manual_seed(1)
+    reference = VAEObjective()(model, x, None)["loss"]
+    torch.testing.assert_close(mine, reference)
+    mine.backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_history_first_keeps_the_first_epochs():
+    history = History([{"loss": 3.0}, {"loss": 2.0}, {"loss": 1.0}], [{"loss": 4.0}] * 3, [1.0, 1.0, 1.0])
+    assert history.first(2).series("train") == [3.0, 2.0] and len(history.first(2).seconds) == 2
+    assert len(history.first(10)) == 3
+
+
+def test_recipe_fit_takes_another_model_objective_and_fewer_epochs(small_data, cfg):
+    from aecourse import recipes
+    made = []
+
+    def make():
+        made.append(models.Assembled(ConvAE(16, channels=(8, 16)).encoder, ConvAE(16, channels=(8, 16)).decoder))
+        return made[-1]
+
+    model, history = recipes.CAE.fit(small_data, cfg, make=make, epochs=1)
+    assert model is made[0] and len(history) == 1
+    _, history = recipes.CAE.fit(small_data, cfg, make=make, epochs=99)
+    assert len(history) == recipes.CAE.config(cfg).epochs  # at most the recipe's (fast mode's) epochs
+    seen = []
+    objective = lambda m, x, y: seen.append(1) or AEObjective()(m, x, y)
+    recipes.CAE.fit(small_data, cfg, make=make, objective=objective, epochs=1)
+    assert seen

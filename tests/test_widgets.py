@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import numpy as np
 import pytest
 import torch
@@ -140,11 +141,20 @@ def test_tsne_picker_shows_the_digit_nearest_the_crosshair(images):
         widgets.tsne_picker(points[:, :1], x, y)
 
 
+def test_every_explorer_says_under_its_still_picture_what_it_shows():
+    explorers = [cls for cls in vars(widgets).values()
+                 if isinstance(cls, type) and issubclass(cls, widgets.Explorer) and cls is not widgets.Explorer]
+    assert len(explorers) == 6
+    for cls in explorers:
+        assert len(cls.caption.split()) >= 12, f"{cls.__name__}: a caption that says what the picture shows"
+
+
 def test_static_picture_outside_a_kernel_and_a_live_widget_inside(models, monkeypatch):
     explorer = widgets.latent_sliders(models["VAE"])
     bundle = explorer._repr_mimebundle_()  # plain Python: no kernel
     assert VIEW not in bundle and bundle["image/png"] == explorer.png
     assert widgets.STATIC_NOTICE in bundle["text/html"] and "JupyterLab or Colab" in widgets.STATIC_NOTICE
+    assert html.escape(explorer.caption) in bundle["text/html"] and explorer.caption in bundle["text/plain"]
 
     class Kernel:  # what a Jupyter kernel's shell looks like to interactive()
         kernel = object()

@@ -47,6 +47,9 @@ class Graded:
     max_score: float | None = None
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    written: list[str] = field(default_factory=list)  # written answers left to grade by hand
+    auto_score: float = 0.0  # the autograded (code) cells' points
+    auto_max: float = 0.0
 
 
 def course_spec(course: Course, limits: Limits = Limits(), enabled: bool = True) -> SandboxSpec:
@@ -115,8 +118,13 @@ def outcome(course: Course, assignment: str, student: str, run: dict) -> Graded:
         row.score, row.max_score = sub.score, sub.max_score
         for nb in sub.notebooks:
             for grade in nb.grades:
-                if grade.max_score and (grade.score or 0) < grade.max_score:
+                if grade.needs_manual_grade:
+                    row.written.append(grade.name)
+                elif grade.max_score and (grade.score or 0) < grade.max_score:
                     row.notes.append(f"{grade.name}: {grade.score or 0:g}/{grade.max_score:g}")
+                if grade.cell.cell_type == "code":
+                    row.auto_score += grade.score or 0
+                    row.auto_max += grade.max_score or 0
     path = course.root / "autograded" / student / assignment / f"{assignment}.ipynb"
     if path.is_file():
         for index, cell in enumerate(nbformat.read(path, as_version=4).cells):
@@ -127,8 +135,9 @@ def outcome(course: Course, assignment: str, student: str, run: dict) -> Graded:
 
 
 def check_canary(course: Course, assignment: str, row: Graded) -> None:
-    """The instructor's solution must earn every point here, or nobody is graded."""
-    if row.status == "graded" and row.score == row.max_score:
+    """The instructor's solution must earn every autograded point here, or nobody is graded (its written
+    answers are the model answers, left for no one to grade)."""
+    if row.status == "graded" and row.auto_score == row.auto_max > 0:
         return
     errors = []
     path = course.root / "autograded" / CANARY / assignment / f"{assignment}.ipynb"
@@ -137,7 +146,7 @@ def check_canary(course: Course, assignment: str, row: Graded) -> None:
             errors += [f"cell {index}: {o['ename']}: {o['evalue']}" for o in cell.get("outputs", [])
                        if o.get("output_type") == "error"]
     raise GradingError(
-        f"the instructor's solution of {assignment} scores {row.score}/{row.max_score} in this grading "
+        f"the instructor's solution of {assignment} scores {row.auto_score:g}/{row.auto_max:g} in this grading "
         f"environment, so every student would lose points that are not theirs to lose. "
         f"{'; '.join(row.notes + errors[:3])}. Fix the environment (a missing package? the data?) and grade again.")
 
@@ -165,7 +174,8 @@ def autograde(course: Course, work: list[tuple[str, str]], spec: SandboxSpec, wo
             row = outcome(course, assignment, CANARY, _grade_one(str(course.root), course.db_url, warm.to_json(),
                                                                  assignment, CANARY))
             check_canary(course, assignment, row)
-            log(f"  {assignment}: the solution earns {row.score:g}/{row.max_score:g} in {row.seconds:.0f} s")
+            log(f"  {assignment}: the solution earns {row.auto_score:g}/{row.auto_max:g} autograded points in "
+                f"{row.seconds:.0f} s")
     jobs = [(str(course.root), course.db_url, spec.to_json(), a, s) for s, a in work]
     with Gradebook(course.db_url, course_id=course.course_id) as gb:
         for student in sorted({s for s, _ in work}):  # now, so parallel workers never race to create one

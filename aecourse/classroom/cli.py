@@ -3,6 +3,7 @@
     release    solutions/ -> lessons/, and the lessons into the gradebook
     collect    an inbox folder (LMS export) -> submitted/
     autograde  submitted/ -> autograded/ and the gradebook (sandboxed, N workers)
+    written    the written answers still to grade by hand, or (with --score) record one's grade
     feedback   autograded/ -> feedback/ (HTML, hidden tests removed)
     export     the gradebook -> grading/grades.csv
     report     grading/report.md: every student and lesson, with status, notes and flags
@@ -20,18 +21,23 @@ from . import report
 from .collect import Collected, collect
 from .course import Course, CourseError
 from .sandbox import Limits, SandboxError
+from . import written
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python3 -m aecourse grade", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n")[1])
-    parser.add_argument("step", choices=["release", "collect", "autograde", "feedback", "export", "report", "all"])
+    parser.add_argument("step", choices=["release", "collect", "autograde", "written", "feedback", "export", "report",
+                                         "all"])
     parser.add_argument("inbox", nargs="?", type=Path, help="the folder of exported submissions (collect, all)")
     parser.add_argument("--course", type=Path, default=Path.cwd(), help="the course folder (default: here)")
     parser.add_argument("--lesson", action="append", help="only this lesson (repeatable; default: all)")
     parser.add_argument("--student", action="append", help="only this student (repeatable; default: all)")
     parser.add_argument("--student-pattern", help="regex with a 'student' group, matched against each file's "
                         "path in the inbox, for exports that put every student in one folder")
+    parser.add_argument("--question", help="written: the question's grade id (e.g. q-kl_alone)")
+    parser.add_argument("--score", type=float, help="written: the points to give that answer")
+    parser.add_argument("--comment", help="written: a comment the student sees in the feedback")
     parser.add_argument("--db", help="gradebook URL (default: nbgrader_config.py's; postgresql://... for --workers > 1)")
     parser.add_argument("--workers", type=int, default=1, help="submissions graded at once (default 1)")
     parser.add_argument("--cell-seconds", type=int, default=Limits.cell_seconds, help="time limit of a cell")
@@ -71,12 +77,28 @@ def run(args: argparse.Namespace) -> int:
                                 workers=args.workers)
             report.save_rows(course, "graded", rows)
             print(f"graded {sum(r.status == 'graded' for r in rows)}, errors {sum(r.status != 'graded' for r in rows)}")
+        elif step == "written":
+            if args.score is None:
+                print(written.show(course, written.pending(course, lessons, args.student)))
+            else:
+                if not (args.question and args.student and len(args.student) == 1 and args.lesson
+                        and len(args.lesson) == 1):
+                    raise CourseError("to record a grade, name one --lesson, one --student and the --question "
+                                      "with --score (run `grade written` alone to list what is left)")
+                written.record(course, args.student[0], args.lesson[0], args.question, args.score, args.comment)
+                left = len(written.pending(course, course.assignments))
+                print(f"{args.student[0]} / {args.lesson[0]} / {args.question}: {args.score:g} points recorded; "
+                      f"{left} written answer(s) left to grade")
         elif step == "feedback":
             students = sorted({r.student for r in report.load_rows(course, "graded", ag.Graded)})
             made = report.feedback(course, [s for s in students if not args.student or s in args.student], lessons)
             print(f"{len(made)} feedback files in {course.root / 'feedback'}")
         elif step == "export":
             print(f"grades: {report.export_csv(course)}")
+            left = written.pending(course, course.assignments)
+            if left:
+                print(f"WARNING: {len(left)} written answer(s) are not graded yet and count as 0 in these grades: "
+                      "run `python3 -m aecourse grade written` (or nbgrader's formgrader), then export again.")
         elif step == "report":
             path, text = report.write_report(course)
             print(text + f"\n(saved in {path})")

@@ -212,6 +212,8 @@ def repair(nb: nbformat.NotebookNode, release: nbformat.NotebookNode, notes: lis
         if same:
             continue
         found = _find_by_text(cells, want)
+        if found is None and want.cell_type == "markdown":  # a written answer: the cell after its question
+            found = _after_question(cells, release.cells[release.cells.index(want) - 1])
         if found is not None:
             found.metadata["nbgrader"] = dict(_meta(want))
             for key in ("editable", "deletable"):
@@ -223,6 +225,16 @@ def repair(nb: nbformat.NotebookNode, release: nbformat.NotebookNode, notes: lis
         else:
             notes.append(f"answer cell {gid} was not found; it scores zero")
     return nb
+
+
+def _after_question(cells, question):
+    """The markdown cell just after the student's copy of ``question``, if it has no grade id of its own."""
+    at = next((i for i, c in enumerate(cells) if c.source.strip() == question.source.strip()), None)
+    if at is not None and at + 1 < len(cells):
+        after = cells[at + 1]
+        if after.cell_type == "markdown" and not _meta(after).get("grade_id"):
+            return after
+    return None
 
 
 def _find_by_text(cells, want):

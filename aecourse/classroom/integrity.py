@@ -17,6 +17,16 @@ import torch
 from aecourse import check
 
 
+def _is_builtin(reference: Any) -> bool:
+    """A function written in C (torch's ``F.one_hot``): seen by the profile hook as a ``c_call``."""
+    return inspect.isbuiltin(reference)
+
+
+def _builtin_name(reference: Any) -> str:
+    return {"torch._C._nn": "torch.nn.functional"}.get(reference.__module__ or "", reference.__module__ or "torch") \
+        + f".{reference.__name__}"
+
+
 def _codes(reference: Any) -> set:
     """Code objects of a reference function, or of every method a reference class defines or inherits."""
     if isinstance(reference, type):
@@ -33,19 +43,10 @@ def own_work(what: str, call: Callable[[], Any], *references: Any) -> Any:
     answer reaches it: ``my_kl = losses.gaussian_kl``, a wrapper, an alias imported under another
     name, a subclass of ``models.DenseAE``.
     """
-    names = {c: f"aecourse.{r.__module__.split('.')[-1]}.{r.__qualname__}" for r in references for c in _codes(r)}
-    hits: list[str] = []
-
-    def watch(frame, event, arg):
-        if event == "call" and frame.f_code in names and not hits:
-            hits.append(names[frame.f_code])
-
-    previous = sys.getprofile()
-    sys.setprofile(watch)
-    try:
-        result = check.run(call, what=what)
-    finally:
-        sys.setprofile(previous)
+    functions = {c: f"aecourse.{r.__module__.split('.')[-1]}.{r.__qualname__}"
+                 for r in references if not _is_builtin(r) for c in _codes(r)}
+    functions |= {r: _builtin_name(r) for r in references if _is_builtin(r)}  # e.g. torch's F.one_hot
+    result, hits = check.calls_into(call, functions, what)
     classes = tuple(r for r in references if isinstance(r, type))
     if not hits and classes and isinstance(result, torch.nn.Module):
         hits += [f"aecourse {type(m).__name__}" for m in result.modules() if isinstance(m, classes)][:1]

@@ -95,8 +95,11 @@ def status_rows(course: Course) -> list[dict]:
                     try:
                         sub = gb.find_submission(assignment, student)
                         row["score"], row["max_score"] = sub.score, sub.max_score
+                        left = [g.name for nb in sub.notebooks for g in nb.grades if g.needs_manual_grade]
                     except MissingEntry:
-                        pass
+                        left = []
+                    if left and row["status"] == "graded":
+                        row["status"] = f"graded, {len(left)} written answer(s) to grade by hand"
                 if row["flags"] or any("cannot be trusted" in n for n in row["notes"]):
                     row["status"] += ", flagged for review"
                 rows.append(row)
