@@ -28,7 +28,8 @@ class Answer:
     text: str  # what the student wrote
 
 
-def _cell_texts(path, kind: str = "any") -> dict[str, str]:
+def _cell_texts(path) -> dict[str, str]:
+    """The markdown cells with a grade id in the notebook at ``path`` (none if it is missing), by grade id."""
     if not path.is_file():
         return {}
     return {c.metadata["nbgrader"]["grade_id"]: c.source for c in nbformat.read(path, as_version=4).cells
