@@ -565,12 +565,8 @@ DELEGATIONS: dict[tuple[str, str], str] = {
         def my_sample_digit(model, digit, n):
             return model.sample(n, y=digit)""",
 }
-# The course's conv encoder pools before its ReLU (the same function), so the visible layer check
-# already tells it from the order the exercise asks for.
-DELEGATION_FEEDBACK = {("02_convolutional_autoencoders", "conv_encoder"): "the exercise asks for"}
 for _key, _answer in DELEGATIONS.items():
-    CATALOGUE[_key].append(("delegates to the course's reference", _answer,
-                            DELEGATION_FEEDBACK.get(_key, "reference implementation")))
+    CATALOGUE[_key].append(("delegates to the course's reference", _answer, "reference implementation"))
 
 
 def _cells(lesson: str):
@@ -625,3 +621,59 @@ def test_each_catalogued_mistake_already_fails_the_visible_tests(lesson, exercis
     course's reference is the exception: its values are right, and only the grader looks for it.)"""
     with pytest.raises(ExerciseError):
         _grade(lesson, exercise, answer, visible_only=True)
+
+
+# Right answers written another way than the solution: each must earn the points.
+HONEST: dict[tuple[str, str], list[tuple[str, str]]] = {
+    ("01_autoencoders", "train_step"): [("model.zero_grad and a loss kept apart", """
+        def train_step(model, optimizer, x):
+            model.zero_grad()
+            x_hat = model(x)
+            loss = ((x_hat - x) ** 2).flatten(1).sum(dim=1).mean()
+            loss.backward()
+            optimizer.step()
+            return float(loss.detach())""")],
+    ("01_autoencoders", "smallest_beating_pca"): [("sorted first", """
+        def smallest_beating_pca(dims, ae_error, pca_error):
+            for d, a, p in sorted(zip(dims, ae_error, pca_error)):
+                if a < p:
+                    return d
+            return None""")],
+    ("02_convolutional_autoencoders", "conv_encoder"): [("pooling before each ReLU, as the course's encoder", """
+        class ConvEncoder(nn.Module):
+            def __init__(self, latent_dim=32):
+                super().__init__()
+                self.layers = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(),
+                                            nn.Conv2d(32, 64, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(),
+                                            nn.Flatten(), nn.Linear(64 * 7 * 7, latent_dim))
+            def forward(self, x):
+                return self.layers(x)""")],
+    ("02_convolutional_autoencoders", "slim_encoder"): [("strided convolutions only", """
+        class SlimEncoder(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.layers = nn.Sequential(nn.Conv2d(1, 8, 4, stride=2, padding=1), nn.ReLU(),
+                                            nn.Conv2d(8, 8, 4, stride=2, padding=1), nn.ReLU(),
+                                            nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU(),
+                                            nn.Conv2d(8, 2, 1), nn.Flatten())
+            def forward(self, x):
+                return self.layers(x)""")],
+    ("04_variational_autoencoders", "reparameterize"): [("sigma from sqrt of the variance", """
+        def my_reparameterize(mu, logvar):
+            return mu + logvar.exp().sqrt() * torch.randn_like(mu)""")],
+    ("05_beyond_the_basics", "one_hot"): [
+        ("rows of an identity matrix", """
+            def my_one_hot(labels, n_classes=10):
+                return torch.eye(n_classes)[labels]"""),
+        ("a comparison", """
+            def my_one_hot(labels, n_classes=10):
+                return (labels[:, None] == torch.arange(n_classes)).float()"""),
+    ],
+}
+
+
+@pytest.mark.parametrize("lesson, exercise, way, answer", [
+    (lesson, exercise, *entry) for (lesson, exercise), entries in HONEST.items() for entry in entries
+], ids=lambda v: v if isinstance(v, str) and "\n" not in v and len(v) < 60 else "")
+def test_a_right_answer_written_another_way_earns_the_points(lesson, exercise, way, answer):
+    _grade(lesson, exercise, answer)
