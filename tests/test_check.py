@@ -135,7 +135,8 @@ def test_choose_takes_the_students_version_only_when_it_passed(capsys):
         return "mine"
 
     check.PASSED.update(passed=True, failed=False)
-    assert check.choose("passed", mine, print) is mine
+    chosen = check.choose("passed", mine, print)
+    assert chosen() == "mine" and chosen.__wrapped__ is mine  # yours, guarded (see the next test)
     assert capsys.readouterr().out == "Using your mine (it passed its tests).\n"
     assert check.choose("failed", mine, print) is print
     assert check.choose("never run", mine, print) is print
@@ -187,3 +188,27 @@ def test_step_events_record_what_a_training_step_did_in_order():
     assert "zero_grad" not in vars(model) and "step" not in vars(optimizer)  # the methods are their own again
     _, did = check.step_events(lambda m, opt, b: opt.step(), model, optimizer, x, what="step")
     assert did == ["step"]
+
+
+def test_choose_falls_back_to_the_reference_when_a_passed_answer_fails_later(capsys, monkeypatch):
+    monkeypatch.setitem(check.PASSED, "double", True)
+
+    def mine(x):
+        if x > 10:
+            raise ValueError("too big for me")
+        return 2 * x
+
+    chosen = check.choose("double", mine, lambda x: x + x)
+    assert chosen(3) == 6 and chosen.__name__ == "mine"
+    assert chosen(20) == 40 and chosen(30) == 60  # the reference answers; said once
+    out = capsys.readouterr().out
+    assert "Using your mine (it passed its tests)." in out
+    assert out.count("Your mine failed here (ValueError: too big for me)") == 1
+    monkeypatch.setitem(check.PASSED, "double", False)
+    assert check.choose("double", mine, abs) is abs and "has not passed" in capsys.readouterr().out
+
+    class Model:  # a class is handed out as it is
+        pass
+
+    monkeypatch.setitem(check.PASSED, "model", True)
+    assert check.choose("model", Model, object) is Model
