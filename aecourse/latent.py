@@ -47,6 +47,13 @@ def smallest_code_beating(dims: list[int], errors: list[float], baseline: list[f
     return min(better) if better else None
 
 
+def collapse_beta(active: dict[float, int], latent_dim: int) -> float | None:
+    """The smallest beta whose VAE keeps fewer than half of its ``latent_dim`` code dimensions active (lesson 5's
+    sweep: ``active`` maps beta to the count), or None where none does; betas in any order."""
+    below = [beta for beta, count in active.items() if count < latent_dim / 2]
+    return min(below) if below else None
+
+
 def tsne_2d(codes: torch.Tensor | np.ndarray, seed: int = 0, perplexity: float = 30.0,
             n_jobs: int | None = None) -> np.ndarray:
     """Embed codes ``(N, D)`` in 2-D with t-SNE (van der Maaten & Hinton, 2008): ``(N, 2)``.

@@ -462,6 +462,27 @@ CATALOGUE: dict[tuple[str, str], list[tuple[str, str, str]]] = {
                 kl = 0.5 * (logvar.exp() + mu ** 2 - logvar - 1)
                 return (kl.mean(dim=0) > threshold).sum()""", "Python int"),
     ],
+    ("05_beyond_the_basics", "first_beta_below_half"): [
+        ("the first in the dict, not the smallest", """
+            def first_beta_below_half(active, latent_dim):
+                return next((b for b, n in active.items() if n < latent_dim / 2), None)""", "any order"),
+        ("exactly half counts", """
+            def first_beta_below_half(active, latent_dim):
+                below = [b for b, n in active.items() if n <= latent_dim / 2]
+                return min(below) if below else None""", "not fewer than half"),
+        ("the count instead of the beta", """
+            def first_beta_below_half(active, latent_dim):
+                below = [n for b, n in active.items() if n < latent_dim / 2]
+                return min(below) if below else None""", "you returned 1"),
+        ("the largest beta", """
+            def first_beta_below_half(active, latent_dim):
+                below = [b for b, n in active.items() if n < latent_dim / 2]
+                return max(below) if below else None""", "any order"),
+        ("zero instead of None", """
+            def first_beta_below_half(active, latent_dim):
+                below = [b for b, n in active.items() if n < latent_dim / 2]
+                return min(below) if below else 0.0""", "return None"),
+    ],
     ("05_beyond_the_basics", "one_hot"): [
         ("integer tensor", """
             def my_one_hot(labels, n_classes=10):
@@ -561,6 +582,8 @@ DELEGATIONS: dict[tuple[str, str], str] = {
             return losses.vae_loss(x_hat, x, mu, logvar, beta).loss""",
     ("05_beyond_the_basics", "active_dimensions"): """
         from aecourse.latent import active_dimensions as my_active_dimensions""",
+    ("05_beyond_the_basics", "first_beta_below_half"): """
+        from aecourse.latent import collapse_beta as first_beta_below_half""",
     ("05_beyond_the_basics", "sample_digit"): """
         def my_sample_digit(model, digit, n):
             return model.sample(n, y=digit)""",

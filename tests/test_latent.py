@@ -139,3 +139,9 @@ def test_smallest_code_beating_reads_a_sweep_in_any_order():
     assert latent.smallest_code_beating([2, 4], [1.0, 1.0], [1.0, 0.5]) is None  # a tie does not beat
     with pytest.raises(ValueError, match="one error and one baseline"):
         latent.smallest_code_beating([2, 4], [1.0], [1.0, 2.0])
+
+
+def test_collapse_beta_is_the_smallest_beta_below_half():
+    assert latent.collapse_beta({16.0: 1, 0.5: 16, 4.0: 7, 1.0: 12}, 16) == 4.0
+    assert latent.collapse_beta({2.0: 8, 8.0: 3}, 16) == 8.0  # exactly half is not fewer than half
+    assert latent.collapse_beta({1.0: 3}, 5) is None and latent.collapse_beta({1.0: 2}, 5) == 1.0
