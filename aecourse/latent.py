@@ -54,6 +54,16 @@ def collapse_beta(active: dict[float, int], latent_dim: int) -> float | None:
     return min(below) if below else None
 
 
+def dimensions_for_share(kl: torch.Tensor, share: float) -> int:
+    """The fewest code dimensions whose KLs (``kl: (D,)``, e.g. the held-out mean per dimension) add up to at
+    least ``share`` (0 to 1) of the total: how concentrated a VAE's rate is."""
+    if not 0 < share <= 1:
+        raise ValueError(f"share is a fraction of the total KL, in (0, 1]; got {share}")
+    ordered = torch.sort(kl.detach().float().flatten(), descending=True).values
+    reached = torch.cumsum(ordered, 0) >= share * ordered.sum() - 1e-9 * ordered.sum().abs()
+    return int(torch.nonzero(reached)[0]) + 1
+
+
 def tsne_2d(codes: torch.Tensor | np.ndarray, seed: int = 0, perplexity: float = 30.0,
             n_jobs: int | None = None) -> np.ndarray:
     """Embed codes ``(N, D)`` in 2-D with t-SNE (van der Maaten & Hinton, 2008): ``(N, 2)``.

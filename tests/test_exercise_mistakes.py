@@ -445,6 +445,28 @@ CATALOGUE: dict[tuple[str, str], list[tuple[str, str, str]]] = {
                 recon = F.binary_cross_entropy(x_hat, x, reduction="none").flatten(1).sum(dim=1)
                 return (recon + losses.gaussian_kl(mu, logvar)).mean()""", "multiply the KL term by beta"),
     ],
+    ("04_variational_autoencoders", "dims_for_share"): [
+        ("in index order, not the largest first", """
+            def dims_for_share(kl, share):
+                running = torch.cumsum(kl, dim=0)
+                return int((running < share * kl.sum()).sum()) + 1""", "Take the largest KLs first"),
+        ("strictly more than the share", """
+            def dims_for_share(kl, share):
+                running = torch.cumsum(torch.sort(kl, descending=True).values, dim=0)
+                return int((running <= share * kl.sum()).sum()) + 1""", "includes equality"),
+        ("the share of the largest, not of the total", """
+            def dims_for_share(kl, share):
+                ordered = torch.sort(kl, descending=True).values
+                return int((torch.cumsum(ordered, dim=0) < share * ordered[0]).sum()) + 1""", "against the total KL"),
+        ("forgot the dimension that reaches the share", """
+            def dims_for_share(kl, share):
+                running = torch.cumsum(torch.sort(kl, descending=True).values, dim=0)
+                return int((running < share * kl.sum()).sum())""", "you returned 0"),
+        ("returned a tensor", """
+            def dims_for_share(kl, share):
+                running = torch.cumsum(torch.sort(kl, descending=True).values, dim=0)
+                return (running < share * kl.sum()).sum() + 1""", "Python int"),
+    ],
     ("05_beyond_the_basics", "active_dimensions"): [
         ("max over the batch instead of the mean", """
             def my_active_dimensions(mu, logvar, threshold=0.01):
@@ -580,6 +602,8 @@ DELEGATIONS: dict[tuple[str, str], str] = {
     ("04_variational_autoencoders", "vae_loss"): """
         def my_vae_loss(x_hat, x, mu, logvar, beta=1.0):
             return losses.vae_loss(x_hat, x, mu, logvar, beta).loss""",
+    ("04_variational_autoencoders", "dims_for_share"): """
+        from aecourse.latent import dimensions_for_share as dims_for_share""",
     ("05_beyond_the_basics", "active_dimensions"): """
         from aecourse.latent import active_dimensions as my_active_dimensions""",
     ("05_beyond_the_basics", "first_beta_below_half"): """

@@ -145,3 +145,12 @@ def test_collapse_beta_is_the_smallest_beta_below_half():
     assert latent.collapse_beta({16.0: 1, 0.5: 16, 4.0: 7, 1.0: 12}, 16) == 4.0
     assert latent.collapse_beta({2.0: 8, 8.0: 3}, 16) == 8.0  # exactly half is not fewer than half
     assert latent.collapse_beta({1.0: 3}, 5) is None and latent.collapse_beta({1.0: 2}, 5) == 1.0
+
+
+def test_dimensions_for_share_counts_the_largest_kls_first():
+    kl = torch.tensor([0.5, 4.0, 0.0, 3.0, 2.5])  # total 10
+    assert latent.dimensions_for_share(kl, 0.4) == 1  # 4.0
+    assert latent.dimensions_for_share(kl, 0.7) == 2  # 4.0 + 3.0 = 7.0: exactly 70 % is enough
+    assert latent.dimensions_for_share(kl, 0.9) == 3 and latent.dimensions_for_share(kl, 1.0) == 4
+    with pytest.raises(ValueError, match=r"in \(0, 1\]"):
+        latent.dimensions_for_share(kl, 90)
