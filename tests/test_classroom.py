@@ -209,3 +209,9 @@ def test_a_damaged_record_says_which_step_rewrites_it(course):
     with pytest.raises(report.CourseError, match="grade autograde` again"):
         report.load_rows(course, "graded", ag.Graded)
     (course.state / "graded.json").unlink()
+
+
+def test_autograded_points_leave_the_written_answers_out(course):
+    every, auto = course.points(LESSON), course.autograded_points(LESSON)
+    assert set(every) - set(auto) == {"q-pca_is_an_autoencoder", "q-held_out_curve"}
+    assert all(gid.startswith("test-") for gid in auto) and sum(auto.values()) == 10

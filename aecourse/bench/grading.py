@@ -23,8 +23,10 @@ from aecourse.classroom.course import Course
 
 
 def make_class(course: Course, inbox: Path, students: int, lessons: list[str]) -> dict[tuple[str, str], float]:
-    """Write the inbox; return the expected score of every (student, lesson)."""
-    exercises = [(a, gid) for a in lessons for gid in course.solution_answers(a)]
+    """Write the inbox; return the expected score of every (student, lesson): its autograded points (the
+    written answers, the model answers here, wait for a person and count nothing until then)."""
+    exercises = [(a, gid) for a in lessons for gid in course.solution_answers(a)
+                 if f"test-{gid}" in course.autograded_points(a)]
     expected = {}
     for k in range(students):
         skip = exercises[k % len(exercises)]
@@ -33,8 +35,8 @@ def make_class(course: Course, inbox: Path, students: int, lessons: list[str]) -
             folder = inbox / f"student{k:02d}"
             folder.mkdir(parents=True, exist_ok=True)
             nbformat.write(course.submission(a, answers), folder / f"{a}.ipynb")
-            lost = course.points(a).get(f"test-{skip[1]}", 0) if skip[0] == a else 0
-            expected[(f"student{k:02d}", a)] = sum(course.points(a).values()) - lost
+            lost = course.autograded_points(a).get(f"test-{skip[1]}", 0) if skip[0] == a else 0
+            expected[(f"student{k:02d}", a)] = sum(course.autograded_points(a).values()) - lost
     return expected
 
 

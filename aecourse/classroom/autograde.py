@@ -47,8 +47,7 @@ class Graded:
     max_score: float | None = None
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
-    written: list[str] = field(default_factory=list)  # written answers left to grade by hand
-    auto_score: float = 0.0  # the autograded (code) cells' points
+    auto_score: float = 0.0  # the autograded (code) cells' points; written answers wait for a person
     auto_max: float = 0.0
 
 
@@ -118,9 +117,7 @@ def outcome(course: Course, assignment: str, student: str, run: dict) -> Graded:
         row.score, row.max_score = sub.score, sub.max_score
         for nb in sub.notebooks:
             for grade in nb.grades:
-                if grade.needs_manual_grade:
-                    row.written.append(grade.name)
-                elif grade.max_score and (grade.score or 0) < grade.max_score:
+                if not grade.needs_manual_grade and grade.max_score and (grade.score or 0) < grade.max_score:
                     row.notes.append(f"{grade.name}: {grade.score or 0:g}/{grade.max_score:g}")
                 if grade.cell.cell_type == "code":
                     row.auto_score += grade.score or 0

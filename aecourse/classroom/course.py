@@ -78,6 +78,13 @@ class Course:
         return {c.metadata["nbgrader"]["grade_id"]: float(c.metadata["nbgrader"].get("points", 0))
                 for c in self.release(assignment).cells if c.metadata.get("nbgrader", {}).get("grade")}
 
+    @functools.cache
+    def autograded_points(self, assignment: str) -> dict[str, float]:
+        """``points`` of the autograded (code) cells only: the written answers, graded by hand, left out."""
+        code = {c.metadata.get("nbgrader", {}).get("grade_id") for c in self.release(assignment).cells
+                if c.cell_type == "code"}
+        return {gid: p for gid, p in self.points(assignment).items() if gid in code}
+
     def pick(self, names: list[str] | None) -> list[str]:
         """The lessons named (all by default); an unknown name is an error that lists the known ones."""
         for name in names or []:
