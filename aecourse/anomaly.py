@@ -84,8 +84,21 @@ def _average_ranks(values: torch.Tensor) -> torch.Tensor:
     return mean_rank[inverse]
 
 
-def threshold_at_fpr(normal_scores: torch.Tensor, fpr: float) -> float:
-    """The score above which a fraction ``fpr`` of these normal images lies (e.g. 0.05 for 5%)."""
-    if not 0 < fpr < 1:
-        raise ValueError(f"fpr must be between 0 and 1, got {fpr}")
-    return float(torch.quantile(torch.as_tensor(normal_scores).double().flatten(), 1 - fpr))
+def threshold_for_fpr(scores: torch.Tensor, is_anomaly: torch.Tensor, max_fpr: float) -> float:
+    """The lowest threshold that flags (``score > threshold``) at most a share ``max_fpr`` of the normal images.
+
+    Lowering a threshold never catches fewer anomalies, so this is also the threshold that catches the
+    most anomalies within that budget of false alarms, and it depends on the normal scores alone:
+    ``is_anomaly`` may be all ``False``. It is one of the normal scores (ties at it are not flagged).
+    """
+    scores, is_anomaly = torch.as_tensor(scores).double().flatten(), torch.as_tensor(is_anomaly).bool().flatten()
+    if scores.shape != is_anomaly.shape:
+        raise ValueError(f"{len(scores)} scores but {len(is_anomaly)} labels")
+    if not 0 <= max_fpr < 1:
+        raise ValueError(f"max_fpr is a share of the normal images, at least 0 and below 1 (e.g. 0.05 for 5%); "
+                         f"got {max_fpr}")
+    normal = torch.sort(scores[~is_anomaly]).values
+    if len(normal) == 0:
+        raise ValueError("a threshold for a false-positive rate needs normal images (is_anomaly all True here)")
+    allowed = int(max_fpr * len(normal) + 1e-9)  # false alarms within the budget
+    return float(normal[len(normal) - allowed - 1])

@@ -42,12 +42,36 @@ def test_confusion_counts_agree_with_the_roc_curve():
         assert counts["tp"] / 100 == pytest.approx(tpr[k].item()) and counts["fp"] / 300 == pytest.approx(fpr[k].item())
 
 
-def test_threshold_at_fpr_flags_that_fraction_of_normal_images():
-    normal = torch.from_numpy(G.normal(size=10_000))
-    t = anomaly.threshold_at_fpr(normal, 0.05)
-    assert (normal > t).double().mean().item() == pytest.approx(0.05, abs=0.001)
-    with pytest.raises(ValueError, match="between 0 and 1"):
-        anomaly.threshold_at_fpr(normal, 5)
+def _best_by_brute_force(scores, is_anomaly, max_fpr):
+    """Every candidate threshold tried: the most anomalies caught within the budget, and the lowest such."""
+    normal, anomalous = scores[~is_anomaly], scores[is_anomaly]
+    candidates = sorted({float(v) for v in scores} | {float(scores.min()) - 1})
+    within = [t for t in candidates if (normal > t).sum().item() <= max_fpr * len(normal) + 1e-9]
+    best = max((anomalous > t).sum().item() for t in within)
+    return min(t for t in within if (anomalous > t).sum().item() == best)
+
+
+@pytest.mark.parametrize("max_fpr", [0.0, 0.01, 0.05, 0.29, 0.5])
+def test_threshold_for_fpr_is_the_best_threshold_found_by_brute_force(max_fpr):
+    g = np.random.default_rng(1)
+    for n, rounding in ((100, None), (37, 1), (400, 0)):
+        scores = torch.from_numpy(np.concatenate([g.normal(0, 1, n), g.normal(1.5, 1, n // 3)]))
+        scores = scores if rounding is None else scores.round(decimals=rounding)
+        labels = torch.cat([torch.zeros(n, dtype=torch.bool), torch.ones(n // 3, dtype=torch.bool)])
+        t = anomaly.threshold_for_fpr(scores, labels, max_fpr)
+        assert t == _best_by_brute_force(scores, labels, max_fpr)
+        assert (scores[~labels] > t).sum().item() <= max_fpr * n + 1e-9
+
+
+def test_threshold_for_fpr_needs_no_anomaly_and_flags_that_share_of_new_normal_images():
+    normal = torch.from_numpy(G.normal(size=20_000))
+    t = anomaly.threshold_for_fpr(normal[:10_000], torch.zeros(10_000, dtype=torch.bool), 0.05)
+    assert (normal[:10_000] > t).sum().item() == 500
+    assert (normal[10_000:] > t).double().mean().item() == pytest.approx(0.05, abs=0.007)
+    with pytest.raises(ValueError, match="below 1"):
+        anomaly.threshold_for_fpr(normal, torch.zeros(20_000, dtype=torch.bool), 5)
+    with pytest.raises(ValueError, match="needs normal images"):
+        anomaly.threshold_for_fpr(normal[:3], torch.ones(3, dtype=torch.bool), 0.05)
 
 
 def test_bad_inputs_are_explained():

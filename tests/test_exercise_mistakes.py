@@ -379,6 +379,48 @@ CATALOGUE: dict[tuple[str, str], list[tuple[str, str, str]]] = {
                 return {"tp": (flagged & is_anomaly).sum(), "fp": (flagged & ~is_anomaly).sum(),
                         "tn": (~flagged & ~is_anomaly).sum(), "fn": (~flagged & is_anomaly).sum()}""", "Python ints"),
     ],
+    ("03_denoising_and_anomaly_detection", "threshold"): [
+        ("quantile at max_fpr instead of 1 - max_fpr", """
+            def my_threshold(scores, is_anomaly, max_fpr):
+                return float(torch.quantile(scores[~is_anomaly].double(), max_fpr))""", "flags 18 of the 20 normal images"),
+        ("interpolated quantile, which lands between two scores", """
+            def my_threshold(scores, is_anomaly, max_fpr):
+                return float(torch.quantile(scores[~is_anomaly].double(), 1 - max_fpr))""", "catches 1 of the 4 anomalies"),
+        ("quantile of every image, anomalies included", """
+            def my_threshold(scores, is_anomaly, max_fpr):
+                return float(torch.quantile(scores.double(), 1 - max_fpr))""", "anomalies; a lower threshold"),
+        ("one false alarm too many", """
+            def my_threshold(scores, is_anomaly, max_fpr):
+                normal = torch.sort(scores[~is_anomaly]).values
+                return float(normal[len(normal) - int(max_fpr * len(normal)) - 2])""", "flags 3 of the 20 normal images"),
+        ("one false alarm too few", """
+            def my_threshold(scores, is_anomaly, max_fpr):
+                normal = torch.sort(scores[~is_anomaly]).values
+                return float(normal[len(normal) - int(max_fpr * len(normal))])""", "catches 1 of the 4 anomalies"),
+        ("no false alarm at all: the highest normal score", """
+            def my_threshold(scores, is_anomaly, max_fpr):
+                return float(scores[~is_anomaly].max())""", "catches 1 of the 4 anomalies"),
+        ("counted score >= threshold as flagged", """
+            def my_threshold(scores, is_anomaly, max_fpr):
+                best = None
+                for t in sorted(scores.tolist(), reverse=True):
+                    if ((scores >= t) & ~is_anomaly).sum().item() <= max_fpr * (~is_anomaly).sum().item():
+                        best = t
+                return best""", "catches 1 of the 4 anomalies"),
+        ("divided by the number of anomalies", """
+            def my_threshold(scores, is_anomaly, max_fpr):
+                best, best_tpr = None, -1.0
+                for t in sorted(scores.tolist()):
+                    fpr = ((scores > t) & ~is_anomaly).sum().item() / (~is_anomaly).sum().item()
+                    tpr = ((scores > t) & is_anomaly).sum().item() / is_anomaly.sum().item()
+                    if fpr <= max_fpr and tpr > best_tpr:
+                        best, best_tpr = t, tpr
+                return best""", "do not divide by the number of anomalies"),
+        ("a hair above the best score, to be safe", """
+            def my_threshold(scores, is_anomaly, max_fpr):
+                normal = torch.sort(scores[~is_anomaly]).values
+                return float(normal[len(normal) - int(max_fpr * len(normal)) - 1]) + 1e-3""", "return the lowest one"),
+    ],
     ("04_variational_autoencoders", "reparameterize"): [
         ("exp(logvar) used as sigma", """
             def my_reparameterize(mu, logvar):
@@ -593,6 +635,8 @@ DELEGATIONS: dict[tuple[str, str], str] = {
             return anomaly.anomaly_scores(model, x)""",
     ("03_denoising_and_anomaly_detection", "confusion_counts"): """
         my_confusion_counts = anomaly.confusion_counts""",
+    ("03_denoising_and_anomaly_detection", "threshold"): """
+        from aecourse.anomaly import threshold_for_fpr as my_threshold""",
     ("04_variational_autoencoders", "reparameterize"): """
         from aecourse.models import reparameterize as my_reparameterize""",
     ("04_variational_autoencoders", "gaussian_kl"): """
@@ -705,6 +749,22 @@ HONEST: dict[tuple[str, str], list[tuple[str, str]]] = {
                                             nn.Conv2d(8, 2, 1), nn.Flatten())
             def forward(self, x):
                 return self.layers(x)""")],
+    ("03_denoising_and_anomaly_detection", "threshold"): [
+        ("every candidate tried", """
+            def my_threshold(scores, is_anomaly, max_fpr):
+                normal = scores[~is_anomaly]
+                best = None
+                for t in sorted(set(scores.tolist()), reverse=True):
+                    if (normal > t).sum().item() <= max_fpr * len(normal) + 1e-9:
+                        best = t
+                return best"""),
+        ("counted in numpy", """
+            import numpy as np
+            def my_threshold(scores, is_anomaly, max_fpr):
+                normal = np.sort(scores[~is_anomaly].numpy())[::-1]
+                allowed = int(np.floor(max_fpr * len(normal) + 1e-9))
+                return float(normal[allowed])"""),
+    ],
     ("04_variational_autoencoders", "reparameterize"): [("sigma from sqrt of the variance", """
         def my_reparameterize(mu, logvar):
             return mu + logvar.exp().sqrt() * torch.randn_like(mu)""")],
