@@ -15,8 +15,8 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("anomaly", "autocast", "bench", "check", "config", "data", "latent", "links", "losses", "models",
-               "plotting", "recipes", "training", "widgets")
+_SUBMODULES = ("anomaly", "autocast", "bench", "check", "config", "data", "latent", "likelihood", "links", "losses",
+               "models", "plotting", "recipes", "training", "widgets")
 __all__ = list(_SUBMODULES)
 
 

@@ -95,6 +95,18 @@ class Dataset:
         return Dataset(f"{self.name} without {label}", f"{self.source}; training images of class {label} removed",
                        self.train_x[keep], self.train_y[keep], self.test_x, self.test_y, self.classes)
 
+    def binarized_held_out(self, seed: int = 0) -> "Dataset":
+        """A copy for a Bernoulli decoder: held-out images binarized once (``binarize`` with ``seed``).
+
+        The training images stay grey: a VAE objective with ``binarize=True`` draws a fresh
+        binarization of every batch (dynamic binarization), while a fixed binarization of the held-out
+        set makes its figures repeatable. Both are what a Bernoulli likelihood needs: pixels in {0, 1}.
+        """
+        g = torch.Generator().manual_seed(seed)
+        test_x = binarize(self.test_x.cpu(), generator=g).to(self.test_x.device)
+        return Dataset(self.name, f"{self.source}; held-out images binarized once (seed {seed})",
+                       self.train_x, self.train_y, test_x, self.test_y, self.classes)
+
     def __repr__(self) -> str:
         return (f"Dataset({self.name!r}: {len(self.train_x):,} train / {len(self.test_x):,} held-out "
                 f"images of {tuple(self.train_x.shape[1:])} on {self.train_x.device}; {self.source})")
@@ -352,6 +364,20 @@ def add_noise(x: torch.Tensor, level: float, kind: str = "gaussian",
         return x.masked_fill(hit, 0.0)
     salt = draw(torch.rand) < 0.5
     return torch.where(hit, salt.to(x.dtype), x)
+
+
+def binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Each pixel drawn as Bernoulli(its intensity): ``(B, 1, 28, 28)`` in [0, 1] -> the same shape in {0, 1}.
+
+    The mean of many binarizations is the grey image; a pixel already 0 or 1 stays as it is, so
+    binarizing a binary image changes nothing.
+    """
+    check_images(x)
+    if x.min() < 0 or x.max() > 1:
+        raise ValueError(f"binarize needs intensities in [0, 1] (the probability of a white pixel), got values "
+                         f"from {x.min().item():.3g} to {x.max().item():.3g}: rescale the images first")
+    where = generator.device if generator is not None else x.device
+    return torch.bernoulli(x.to(where), generator=generator).to(x.device, x.dtype)
 
 
 def block_images(n: int, blocks: int = 3, seed: int = 0) -> torch.Tensor:

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from aecourse.autocast import training_autocast
 from aecourse.config import Config, seed_everything
-from aecourse.data import Batches, Dataset, add_noise
+from aecourse.data import Batches, Dataset, add_noise, binarize
 from aecourse.losses import reconstruction_loss, vae_loss
 from aecourse.models import build_model, is_variational
 
@@ -43,8 +43,14 @@ class VAEObjective:
 
     beta: float = 1.0  # weight of the KL term
     recon: str = "bce"  # "bce" (Bernoulli decoder) or "mse"
+    binarize: bool = False  # draw each batch's pixels as Bernoulli(intensity) first (dynamic binarization)
+
+    def __repr__(self) -> str:  # the field only when set, so the cache keys of grey-level runs stay valid
+        extra = ", binarize=True" if self.binarize else ""
+        return f"VAEObjective(beta={self.beta!r}, recon={self.recon!r}{extra})"
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        x = binarize(x) if self.binarize else x  # a binary image stays as it is
         x_hat, mu, logvar = model(x, y) if getattr(model, "n_classes", 0) else model(x)
         return vae_loss(x_hat, x, mu, logvar, self.beta, self.recon)._asdict()
 
@@ -59,8 +65,10 @@ class PiecesVAEObjective:
 
     reparameterize: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     loss: Callable[..., torch.Tensor]
+    binarize: bool = False  # as VAEObjective's: a fresh Bernoulli draw of each batch's pixels first
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        x = binarize(x) if self.binarize else x
         mu, logvar = (t.float() for t in model.encode(x))
         with torch.autocast(x.device.type, enabled=False):
             z = self.reparameterize(mu, logvar)

@@ -19,8 +19,11 @@ def test_quality_benchmark_runs_end_to_end_in_fast_mode(tmp_path, capsys, monkey
         assert row in out
     assert "deeper VAE (latent 32" in out and "training time (s): CAE / VAE / deeper VAE" in out
     for key in ("pca_mse", "cae_mse", "vae_nelbo", "vae_kl", "deep_vae_nelbo", "knn_cae", "knn_vae", "knn_deep_vae",
-                "knn_pixels", "cae_seconds", "vae_seconds", "deep_vae_seconds"):
+                "knn_pixels", "cae_seconds", "vae_seconds", "deep_vae_seconds", "vae_iw_nll", "deep_vae_iw_nll"):
         assert math.isfinite(figures[key])
+    assert "importance-weighted NLL, k = 10, first 50 held-out images" in out and "Burda et al., 2016" in out
+    for vae in ("vae", "deep_vae"):  # the bound with k = 10 is tighter than the ELBO (k = 1) of the same images
+        assert figures[f"{vae}_iw_nll"] < figures[f"{vae}_iw_nelbo"]
     for vae in ("vae", "deep_vae"):
         assert figures[f"{vae}_nelbo"] == pytest.approx(figures[f"{vae}_recon"] + figures[f"{vae}_kl"], rel=1e-5)
         assert figures[f"{vae}_recon"] > 0 and figures[f"{vae}_kl"] >= 0

@@ -15,7 +15,7 @@ from importlib import metadata
 from pathlib import Path
 
 BENCHMARKS = {
-    "quality": "held-out quality of the CAE and the two VAEs against PCA and the targets",
+    "quality": "held-out quality of the CAE and the two VAEs (-ELBO, importance-weighted NLL) against PCA and targets",
     "throughput": "training images/s, the tutorial DataLoader pipeline against the course's loop",
     "tsne": "t-SNE of 10,000 codes, the course's method against scikit-learn (time and trustworthiness)",
     "widgets": "milliseconds per slider move for every latent-space explorer",
@@ -35,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="runs per figure, the median is shown (default: throughput 5 epochs a side, tsne 3)")
     parser.add_argument("--lesson", default="04_variational_autoencoders", help="the lesson run in full mode (course)")
     parser.add_argument("--students", type=int, default=20, help="generated submissions (grading)")
+    parser.add_argument("--iw-k", type=int, default=None,
+                        help="samples of z per image in the importance-weighted bound (quality; default 1000)")
+    parser.add_argument("--iw-images", type=int, default=None,
+                        help="held-out images the importance-weighted bound is computed on (quality; default 500)")
     return parser
 
 
