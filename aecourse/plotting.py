@@ -89,10 +89,17 @@ def reconstruction_rows(rows: dict[str, torch.Tensor], n: int = 10, title: str =
     return image_grid(stacked, ncol=n, title=title, row_labels=list(rows))
 
 
+PRIOR_SHARES = (0.5, 0.95, 0.99)  # the prior's circles latent_scatter draws
+
+
 def latent_scatter(points: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor,
                    title: str = "Latent space", classes: list[str] | None = None,
-                   xlabel: str = "dimension 1", ylabel: str = "dimension 2") -> Figure:
-    """Scatter 2-D points ``(N, 2)`` coloured by their labels ``(N,)``, with a legend of classes."""
+                   xlabel: str = "dimension 1", ylabel: str = "dimension 2", prior: bool = False) -> Figure:
+    """Scatter 2-D points ``(N, 2)`` coloured by their labels ``(N,)``, with a legend of classes.
+
+    ``prior=True`` also draws the circles holding 50 %, 95 % and 99 % of the codes of the prior
+    N(0, I): radius ``sqrt(-2 ln(1 - p))`` for a share ``p`` (a chi distribution with 2 degrees of freedom).
+    """
     points, labels = np.asarray(points), np.asarray(labels)
     if points.ndim != 2 or points.shape[1] != 2 or len(points) != len(labels):
         raise ValueError(f"points must be (N, 2) with N labels, got {points.shape} and {labels.shape}")
@@ -103,6 +110,14 @@ def latent_scatter(points: np.ndarray | torch.Tensor, labels: np.ndarray | torch
         ax.scatter(pts[:, 0], pts[:, 1], s=4, alpha=0.6, color=DIGIT_COLORS(int(c) % 10), label=name)
     label_classes(ax, points, labels, classes)
     ax.legend(markerscale=4, loc="center left", bbox_to_anchor=(1, 0.5), title="label")
+    if prior:
+        for share in PRIOR_SHARES:
+            radius = float(np.sqrt(-2 * np.log(1 - share)))
+            ax.add_patch(plt.Circle((0, 0), radius, fill=False, ls="--", lw=1.2, color="0.35"))
+            ax.annotate(f"{share:.0%}", (radius * np.cos(np.pi / 4), radius * np.sin(np.pi / 4)), fontsize=9,
+                        color="0.25", ha="left", va="bottom")
+        ax.set_aspect("equal", adjustable="datalim")
+        title = f"{title}\ndashed: the circles holding 50 %, 95 %, 99 % of the prior N(0, I)"
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     fig.tight_layout()
     return _marked(fig)

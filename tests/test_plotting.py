@@ -1,3 +1,4 @@
+import matplotlib.patches
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -53,6 +54,19 @@ def test_latent_scatter_colours_by_label():
     assert [t.get_text() for t in ax.get_legend().get_texts()] == [str(d) for d in range(10)]
     with pytest.raises(ValueError, match=r"\(N, 2\)"):
         plotting.latent_scatter(np.zeros((5, 3)), np.zeros(5))
+
+
+def test_latent_scatter_can_draw_the_prior_circles_that_hold_their_share_of_normal_draws():
+    points = np.random.default_rng(1).normal(size=(20_000, 2))
+    fig = plotting.latent_scatter(points, np.arange(20_000) % 10, title="codes", prior=True)
+    circles = [p for p in fig.axes[0].patches if isinstance(p, matplotlib.patches.Circle)]
+    assert len(circles) == len(plotting.PRIOR_SHARES) == 3
+    for circle, share in zip(circles, plotting.PRIOR_SHARES):  # each holds its share of N(0, I) draws
+        inside = (np.linalg.norm(points, axis=1) < circle.get_radius()).mean()
+        assert inside == pytest.approx(share, abs=0.01)
+    assert "99 % of the prior N(0, I)" in fig.axes[0].get_title()
+    assert not [p for p in plotting.latent_scatter(points[:50], np.arange(50) % 10).axes[0].patches
+                if isinstance(p, matplotlib.patches.Circle)]
 
 
 def test_loss_curves_draw_train_and_held_out():
