@@ -164,3 +164,14 @@ def posterior_stats(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
         mu, logvar = model.encode(x.to(device), y.to(device) if y is not None else None)
         mus.append(mu.cpu()), logvars.append(logvar.cpu())
     return torch.cat(mus), torch.cat(logvars)
+
+
+def prior_radius(share: float) -> float:
+    """The radius of the circle around 0 holding a ``share`` of the codes of a 2-D prior N(0, I).
+
+    ``|z|^2`` of a 2-D standard normal is exponential with mean 2 (chi-squared, 2 degrees of freedom), so
+    ``P(|z| < r) = 1 - exp(-r^2 / 2)`` and ``r = sqrt(-2 ln(1 - share))``: 2.448 for 95 %.
+    """
+    if not 0 < share < 1:
+        raise ValueError(f"share must be between 0 and 1 (e.g. 0.95 for 95 %), got {share}")
+    return float(np.sqrt(-2 * np.log1p(-share)))

@@ -20,6 +20,7 @@ from torch import nn
 
 from aecourse.data import Batches, check_images
 from aecourse.losses import bce
+from aecourse.models import device_of
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -83,7 +84,7 @@ def held_out_bound(model: nn.Module, images: torch.Tensor, k: int = 1, *, seed: 
     The same ``seed`` draws the same codes, so two calls (or two ``k``) are compared on equal terms.
     """
     check_images(images)
-    device = next(model.parameters()).device
+    device = device_of(model)
     generator = torch.Generator(device=device).manual_seed(seed)
     return torch.cat([importance_weighted_bound(model, x.to(device), k, generator=generator, **options).cpu()
                       for x, _ in Batches(images, batch_size=batch_size, shuffle=False)])

@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 
 from aecourse.config import FAST_ENV, FAST_EPOCHS, FAST_TRAIN, fast_mode
 from aecourse.data import check_images
+from aecourse.latent import prior_radius
 
 # One colour per class in every latent scatter: Paul Tol's "muted" scheme and black. The ten stay
 # apart for the common colour blindnesses (tests/test_plotting.py simulates them), and every
@@ -98,7 +99,7 @@ def latent_scatter(points: np.ndarray | torch.Tensor, labels: np.ndarray | torch
     """Scatter 2-D points ``(N, 2)`` coloured by their labels ``(N,)``, with a legend of classes.
 
     ``prior=True`` also draws the circles holding 50 %, 95 % and 99 % of the codes of the prior
-    N(0, I): radius ``sqrt(-2 ln(1 - p))`` for a share ``p`` (a chi distribution with 2 degrees of freedom).
+    N(0, I) (radius ``latent.prior_radius(p)`` for a share ``p``).
     """
     points, labels = np.asarray(points), np.asarray(labels)
     if points.ndim != 2 or points.shape[1] != 2 or len(points) != len(labels):
@@ -112,7 +113,7 @@ def latent_scatter(points: np.ndarray | torch.Tensor, labels: np.ndarray | torch
     ax.legend(markerscale=4, loc="center left", bbox_to_anchor=(1, 0.5), title="label")
     if prior:
         for share in PRIOR_SHARES:
-            radius = float(np.sqrt(-2 * np.log(1 - share)))
+            radius = prior_radius(share)
             ax.add_patch(plt.Circle((0, 0), radius, fill=False, ls="--", lw=1.2, color="0.35"))
             ax.annotate(f"{share:.0%}", (radius * np.cos(np.pi / 4), radius * np.sin(np.pi / 4)), fontsize=9,
                         color="0.25", ha="left", va="bottom")

@@ -154,3 +154,12 @@ def test_dimensions_for_share_counts_the_largest_kls_first():
     assert latent.dimensions_for_share(kl, 0.9) == 3 and latent.dimensions_for_share(kl, 1.0) == 4
     with pytest.raises(ValueError, match=r"in \(0, 1\]"):
         latent.dimensions_for_share(kl, 90)
+
+
+def test_prior_radius_is_the_chi_quantile_with_two_degrees_of_freedom():
+    from scipy.stats import chi2
+
+    for share in (0.5, 0.95, 0.99):
+        assert latent.prior_radius(share) == pytest.approx(chi2.ppf(share, df=2) ** 0.5, rel=1e-9)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        latent.prior_radius(95)
