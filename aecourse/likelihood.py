@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from aecourse.data import Batches, check_images
-from aecourse.losses import bce
+from aecourse.losses import bce, mse
 from aecourse.models import device_of
 
 LOG_2PI = math.log(2 * math.pi)
@@ -32,6 +32,20 @@ def bernoulli_log_likelihood(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tens
     log-probability of anything (binarize the images first, ``aecourse.data.binarize``).
     """
     return -bce(x_hat, x, reduction="none")
+
+
+def gaussian_log_likelihood(x_hat: torch.Tensor, x: torch.Tensor, std: float) -> torch.Tensor:
+    """``log p(x|z)`` of a Gaussian decoder with mean ``x_hat`` and a fixed ``std`` per pixel, per image: ``(B,)``.
+
+    ``-||x - x_hat||^2 / (2 std^2) - D/2 log(2 pi std^2)`` over the ``D`` pixels: the squared error up to
+    a scale and a constant. So a VAE minimising ``||x - x_hat||^2 + beta * KL`` (``VAEObjective(recon="mse")``)
+    minimises ``2 std^2`` times the negative ELBO of this decoder with ``2 std^2 = beta``.
+    """
+    if std <= 0:
+        raise ValueError(f"std is the decoder's standard deviation per pixel, above 0; got {std}")
+    squared = mse(x_hat, x, reduction="none")  # (B,), in float32
+    pixels = x[0].numel()
+    return -squared / (2 * std**2) - 0.5 * pixels * math.log(2 * math.pi * std**2)
 
 
 def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

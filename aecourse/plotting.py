@@ -170,13 +170,16 @@ def loss_curves(histories: dict, key: str = "loss", title: str = "Training curve
 
 
 def compare_curves(x: list[float], curves: dict[str, list[float]], title: str, xlabel: str, ylabel: str,
-                   logx: bool = False) -> Figure:
-    """One line per named curve over shared ``x`` values, e.g. error against bottleneck size."""
+                   logx: bool = False, line: tuple[float, str] | None = None) -> Figure:
+    """One line per named curve over shared ``x`` values, e.g. error against bottleneck size;
+    ``line = (y, label)`` draws a dashed horizontal reference line."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for name, ys in curves.items():
         if len(ys) != len(x):
             raise ValueError(f"curve {name!r} has {len(ys)} values for {len(x)} x positions")
-        ax.plot(x, ys, "-o", label=name)
+        ax.plot(x, ys, "-o", label=name, markersize=4 if len(x) > 20 else 6)
+    if line is not None:
+        ax.axhline(line[0], color="black", linestyle="--", linewidth=1, label=line[1])
     if logx:
         ax.set_xscale("log", base=2)
         ax.set_xticks(x, [str(v) for v in x])

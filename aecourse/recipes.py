@@ -88,6 +88,10 @@ DETECTOR = Recipe("detector-8", "anomaly detector (CAE, latent 8)", lambda: Conv
 
 # Lesson 4: the autoencoder the VAE is compared with (same encoder and decoder, same code size).
 AE_16 = Recipe("ae-16", "CAE (latent 16)", lambda: ConvAE(16), AEObjective("mse"), epochs=10)
+# Lesson 4: the same autoencoder trained as the VAE is (BCE on binarized digits, as many epochs), so that
+# setting the two side by side isolates what the KL term and the sampled code change.
+AE_16_BERNOULLI = Recipe("ae-16-bce", "CAE (latent 16), BCE on binarized digits", lambda: ConvAE(16),
+                         AEObjective("bce", binarize=True), epochs=40)
 # Lesson 4 and `bench quality`: the lessons' VAE (lesson 2's encoder and decoder, 16-number code).
 BERNOULLI = VAEObjective(beta=1.0, binarize=True)  # the negative ELBO of a Bernoulli decoder, on binarized images
 VAE = Recipe("vae-16", "VAE (latent 16), the lessons' VAE", lambda: ConvVAE(16), BERNOULLI, epochs=40)
@@ -105,6 +109,27 @@ def beta_vae(beta: float) -> Recipe:
     """Lesson 5: the 16-number VAE trained with the KL term weighted by ``beta``."""
     return Recipe(f"vae-16-beta{beta}", f"beta-VAE (latent 16, beta {beta})", lambda: ConvVAE(16),
                   VAEObjective(beta=beta, binarize=True), epochs=10)
+
+
+# Lesson 5: posterior collapse at beta = 1, in a code with more numbers than the digits need, and two remedies
+WIDE_LATENT = 64  # numbers in the code of lesson 5's wide VAE
+WARMUP_EPOCHS = 5  # KL warm-up: the KL weight rises from 0 to 1 over the first 5 of the 10 epochs
+FREE_BITS = 0.5  # free bits: nats per code dimension that the KL term does not charge
+REMEDIES = {None: (VAEObjective(binarize=True), "no remedy"),
+            "warm-up": (VAEObjective(binarize=True, warmup_epochs=WARMUP_EPOCHS),
+                        f"KL warm-up over {WARMUP_EPOCHS} epochs"),
+            "free bits": (VAEObjective(binarize=True, free_bits=FREE_BITS), f"free bits, {FREE_BITS} nats")}
+
+
+def wide_vae(remedy: str | None = None) -> Recipe:
+    """Lesson 5: a beta = 1 VAE with a ``WIDE_LATENT``-number code, trained plainly (``remedy=None``) or
+    with a remedy for posterior collapse, ``"warm-up"`` or ``"free bits"`` (see ``VAEObjective``)."""
+    if remedy not in REMEDIES:
+        raise ValueError(f"remedy must be one of {list(REMEDIES)}, got {remedy!r}")
+    objective, details = REMEDIES[remedy]
+    suffix = "" if remedy is None else "-" + remedy.replace(" ", "-")
+    return Recipe(f"vae-{WIDE_LATENT}{suffix}", f"VAE (latent {WIDE_LATENT}, {details})",
+                  lambda: ConvVAE(WIDE_LATENT), objective, epochs=10)
 
 
 # Lesson 5: a conditional VAE with a 2-number code (the label carries the digit).

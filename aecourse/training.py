@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -31,28 +32,67 @@ class AEObjective:
 
     recon: str = "mse"  # "mse" or "bce"
     noise: float = 0.0  # std of Gaussian noise added to the input (0 = plain autoencoder)
+    binarize: bool = False  # as VAEObjective's: a fresh Bernoulli draw of each batch's pixels first
+
+    def __repr__(self) -> str:  # the field only when set, so the cache keys of earlier runs stay valid
+        extra = ", binarize=True" if self.binarize else ""
+        return f"AEObjective(recon={self.recon!r}, noise={self.noise!r}{extra})"
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        x = binarize(x) if self.binarize else x
         inputs = add_noise(x, self.noise) if self.noise else x
         return {"loss": reconstruction_loss(model(inputs), x, self.recon)}
 
 
 @dataclass(frozen=True)
 class VAEObjective:
-    """Negative ELBO ``recon + beta * KL`` per image, with one sample of z."""
+    """Negative ELBO ``recon + beta * KL`` per image, with one sample of z.
+
+    Two remedies for posterior collapse change what training minimises, never what is reported on
+    held-out images (``evaluation``: the plain ``recon + beta * KL``):
+
+    - ``warmup_epochs = W``: KL warm-up, the KL weighted by ``beta * min(1, e / W)`` in epoch ``e = 0, 1, ...``
+      (0 in the first epoch: a plain autoencoder), rising linearly to ``beta`` (Bowman et al., 2016;
+      Sønderby et al., 2016);
+    - ``free_bits = λ``: each code dimension's first λ nats of KL (batch mean) cost nothing
+      (``losses.free_bits_kl``; Kingma et al., 2016).
+    """
 
     beta: float = 1.0  # weight of the KL term
     recon: str = "bce"  # "bce" (Bernoulli decoder) or "mse"
     binarize: bool = False  # draw each batch's pixels as Bernoulli(intensity) first (dynamic binarization)
+    warmup_epochs: int = 0  # epochs over which the KL weight rises linearly from 0 to beta
+    free_bits: float = 0.0  # nats per code dimension that the KL term does not charge
 
-    def __repr__(self) -> str:  # the field only when set, so the cache keys of grey-level runs stay valid
+    def __post_init__(self) -> None:
+        if self.warmup_epochs < 0 or self.free_bits < 0:
+            raise ValueError(f"warmup_epochs and free_bits must be >= 0, got {self.warmup_epochs} and "
+                             f"{self.free_bits}")
+
+    def __repr__(self) -> str:  # fields only when set, so the cache keys of earlier runs stay valid
         extra = ", binarize=True" if self.binarize else ""
+        extra += f", warmup_epochs={self.warmup_epochs!r}" if self.warmup_epochs else ""
+        extra += f", free_bits={self.free_bits!r}" if self.free_bits else ""
         return f"VAEObjective(beta={self.beta!r}, recon={self.recon!r}{extra})"
 
+    def at_epoch(self, epoch: int) -> "VAEObjective":
+        """What training minimises in epoch ``epoch`` (0-based): the warm-up's KL weight of that epoch."""
+        if not self.warmup_epochs:
+            return self
+        return dataclasses.replace(self, beta=self.beta * min(1.0, epoch / self.warmup_epochs), warmup_epochs=0)
+
+    @property
+    def evaluation(self) -> "VAEObjective":
+        """What held-out figures report: ``recon + beta * KL``, without warm-up or free bits."""
+        return dataclasses.replace(self, warmup_epochs=0, free_bits=0.0)
+
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        if self.warmup_epochs:
+            raise RuntimeError("a warm-up objective depends on the epoch: call objective.at_epoch(epoch) "
+                               "(training.fit does), or objective.evaluation for held-out figures")
         x = binarize(x) if self.binarize else x  # a binary image stays as it is
         x_hat, mu, logvar = model(x, y) if getattr(model, "n_classes", 0) else model(x)
-        return vae_loss(x_hat, x, mu, logvar, self.beta, self.recon)._asdict()
+        return vae_loss(x_hat, x, mu, logvar, self.beta, self.recon, self.free_bits)._asdict()
 
 
 @dataclass(frozen=True)
@@ -110,6 +150,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None
              objective: Objective | None = None, batch_size: int = 1000) -> dict[str, float]:
     """Mean of each loss term per image over ``images`` (eval mode, no gradients)."""
     objective = objective or default_objective(model)
+    objective = getattr(objective, "evaluation", objective)  # e.g. the ELBO without free bits or warm-up
     was_training = model.training
     model.eval()
     totals: dict[str, torch.Tensor] = {}
@@ -154,9 +195,11 @@ def fit(model: nn.Module, data: Dataset, cfg: Config | None = None, objective: O
         for _ in range(epochs):
             model.train()
             start, totals = time.perf_counter(), {}
+            # a schedule (KL warm-up) counts epochs across calls that extend one history
+            step_objective = objective.at_epoch(len(history)) if hasattr(objective, "at_epoch") else objective
             for x, y in batches:
                 with training_autocast(model, device, autocast_dtype):
-                    terms = objective(model, x, y)
+                    terms = step_objective(model, x, y)
                 optimizer.zero_grad(set_to_none=True)
                 terms["loss"].backward()
                 optimizer.step()

@@ -125,3 +125,26 @@ def test_binarize_draws_pixels_whose_mean_is_the_intensity():
     assert torch.equal(binarize(binary, generator=g), binary)
     with pytest.raises(ValueError, match="intensities in \\[0, 1\\]"):
         binarize(grey * 255)
+
+
+def test_gaussian_decoder_log_likelihood_matches_torch_distributions():
+    g = torch.Generator().manual_seed(6)
+    x, x_hat = torch.rand(3, 1, 28, 28, generator=g), torch.rand(3, 1, 28, 28, generator=g)
+    for std in (0.05, 0.3, 1.0):
+        expected = Normal(x_hat, std).log_prob(x).flatten(1).sum(1)
+        torch.testing.assert_close(likelihood.gaussian_log_likelihood(x_hat, x, std), expected, rtol=1e-5, atol=1e-2)
+    with pytest.raises(ValueError, match="above 0"):
+        likelihood.gaussian_log_likelihood(x_hat, x, 0.0)
+
+
+def test_squared_error_plus_beta_kl_is_a_gaussian_decoders_elbo_with_2_std2_equal_to_beta():
+    """The lesson's claim: for a decoder N(x_hat, s^2 I), ||x - x_hat||^2 + beta KL = 2 s^2 (-ELBO - const)."""
+    g = torch.Generator().manual_seed(7)
+    x, x_hat = torch.rand(4, 1, 28, 28, generator=g), torch.rand(4, 1, 28, 28, generator=g)
+    mu, logvar = torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g) * 0.2
+    for std in (0.1, 0.5):
+        beta = 2 * std**2
+        squared_error_loss = losses.vae_loss(x_hat, x, mu, logvar, beta=beta, recon="mse").loss
+        neg_elbo = -likelihood.gaussian_log_likelihood(x_hat, x, std).mean() + losses.gaussian_kl(mu, logvar).mean()
+        constant = 0.5 * 784 * math.log(2 * math.pi * std**2)
+        torch.testing.assert_close(squared_error_loss, beta * (neg_elbo - constant), rtol=1e-5, atol=1e-4)

@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Normal, kl_divergence
 
-from aecourse.losses import bce, gaussian_kl, kl_per_dimension, mse, psnr, reconstruction_loss, vae_loss
+from aecourse.losses import (bce, free_bits_kl, gaussian_kl, kl_per_dimension, mse, psnr, reconstruction_loss,
+                             vae_loss)
 
 gen = torch.Generator().manual_seed(0)
 X = torch.rand(6, 1, 28, 28, generator=gen)
@@ -121,3 +122,33 @@ def test_losses_of_bfloat16_outputs_are_computed_in_float32():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert bce(x_hat, X).dtype == torch.float32
     assert mse(X_HAT.double(), X.double()).dtype == torch.float64  # float64 is left as it is
+
+
+def test_free_bits_charges_each_dimension_at_least_its_allowance_by_hand():
+    g = torch.Generator().manual_seed(4)
+    mu, logvar = torch.randn(8, 5, generator=g) * 0.3, torch.randn(8, 5, generator=g) * 0.1
+    per_dim = [sum(0.5 * (math.exp(logvar[b, j]) + mu[b, j] ** 2 - logvar[b, j] - 1) for b in range(8)) / 8
+               for j in range(5)]  # the KL of each dimension, averaged over the batch, by the formula
+    for allowance in (0.0, 0.05, 0.2, 10.0):
+        expected = sum(max(allowance, float(v)) for v in per_dim)
+        assert free_bits_kl(mu, logvar, allowance).item() == pytest.approx(expected, rel=1e-5)
+    assert torch.allclose(free_bits_kl(mu, logvar, 0.0), gaussian_kl(mu, logvar).mean())
+    with pytest.raises(ValueError, match="at least 0"):
+        free_bits_kl(mu, logvar, -0.1)
+
+
+def test_free_bits_gives_no_gradient_to_dimensions_under_the_allowance():
+    mu = torch.tensor([[0.1, 2.0], [-0.1, 1.0]], requires_grad=True)  # dimension 0: ~0.005 nats, 1: ~1.25
+    logvar = torch.zeros(2, 2, requires_grad=True)
+    free_bits_kl(mu, logvar, 0.5).backward()
+    assert torch.equal(mu.grad[:, 0], torch.zeros(2)) and torch.equal(logvar.grad[:, 0], torch.zeros(2))
+    assert torch.allclose(mu.grad[:, 1], mu.detach()[:, 1] / 2)  # d/dmu of the batch mean of mu^2 / 2
+
+
+def test_vae_loss_with_free_bits_reports_the_true_kl():
+    g = torch.Generator().manual_seed(5)
+    mu, logvar = torch.randn(6, 4, generator=g) * 0.05, torch.zeros(6, 4)
+    plain = vae_loss(X_HAT, X, mu, logvar)
+    freed = vae_loss(X_HAT, X, mu, logvar, free_bits=1.0)
+    assert torch.equal(freed.kl, plain.kl) and torch.equal(freed.recon, plain.recon)
+    assert freed.loss.item() == pytest.approx(plain.recon.item() + 4 * 1.0, rel=1e-6)  # every dimension under 1

@@ -96,6 +96,9 @@ def test_compare_curves_draws_one_line_per_curve():
     assert list(ax.lines[1].get_ydata()) == [4, 3, 2]
     with pytest.raises(ValueError, match="3 x positions"):
         plotting.compare_curves([1, 2, 3], {"AE": [1, 2]}, "t", "x", "y")
+    ruled = plotting.compare_curves([1, 2], {"KL": [1.0, 0.0]}, "t", "x", "y", line=(0.1, "0.1 nats")).axes[0]
+    assert [line.get_label() for line in ruled.lines] == ["KL", "0.1 nats"]
+    assert list(ruled.lines[1].get_ydata()) == [0.1, 0.1]
 
 
 def test_roc_plot_and_score_histograms_are_labelled():

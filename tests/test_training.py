@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from aecourse import models, training
-from aecourse.losses import gaussian_kl, mse
+from aecourse.data import binarize
+from aecourse.losses import bce, gaussian_kl, mse
 from aecourse.models import ConvAE, ConvVAE, DenseAE
 from aecourse.training import (AEObjective, CheckpointError, History, VAEObjective, evaluate, fit,
                                load_checkpoint, load_or_train, save_checkpoint)
@@ -297,3 +298,52 @@ def test_recipe_fit_takes_another_model_objective_and_fewer_epochs(small_data, c
     objective = lambda m, x, y: seen.append(1) or AEObjective()(m, x, y)
     recipes.CAE.fit(small_data, cfg, make=make, objective=objective, epochs=1)
     assert seen
+
+
+def test_kl_warm_up_weighs_the_kl_by_a_linear_ramp_and_reports_the_plain_elbo(small_data, cfg):
+    objective = VAEObjective(beta=2.0, warmup_epochs=4)
+    assert [objective.at_epoch(e).beta for e in range(6)] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.0]
+    assert objective.at_epoch(1).warmup_epochs == 0 and objective.evaluation == VAEObjective(beta=2.0)
+    with pytest.raises(RuntimeError, match="at_epoch"):
+        objective(ConvVAE(4, channels=(8, 16)), small_data.test_x[:4], None)
+    torch.manual_seed(0)
+    model = ConvVAE(4, channels=(8, 16))
+    history = fit(model, small_data, cfg, objective, epochs=2, progress=False)
+    first = history.train[0]  # beta 0 in epoch 0: the loss is the reconstruction alone
+    assert first["loss"] == pytest.approx(first["recon"], rel=1e-6) and first["kl"] > 0
+    second = history.train[1]  # beta 0.5 in epoch 1
+    assert second["loss"] == pytest.approx(second["recon"] + 0.5 * second["kl"], rel=1e-4)
+    test = history.test[-1]  # held out: the plain objective, beta 2
+    assert test["loss"] == pytest.approx(test["recon"] + 2.0 * test["kl"], rel=1e-4)
+
+
+def test_free_bits_changes_training_not_the_held_out_elbo(small_data, cfg):
+    torch.manual_seed(0)
+    model = ConvVAE(4, channels=(8, 16))
+    objective = VAEObjective(free_bits=3.0)  # above every dimension's KL at the start: the KL costs a constant
+    terms = objective(model, small_data.test_x[:50], None)
+    assert terms["loss"].item() == pytest.approx(terms["recon"].item() + 4 * 3.0, rel=1e-5)
+    held_out = evaluate(model, small_data.test_x, objective=objective)
+    assert held_out["loss"] == pytest.approx(held_out["recon"] + held_out["kl"], rel=1e-5)
+    with pytest.raises(ValueError, match=">= 0"):
+        VAEObjective(free_bits=-1.0)
+
+
+def test_objectives_name_new_options_only_when_set_so_old_cache_keys_hold():
+    assert repr(AEObjective()) == "AEObjective(recon='mse', noise=0.0)"
+    assert repr(AEObjective("bce", binarize=True)) == "AEObjective(recon='bce', noise=0.0, binarize=True)"
+    assert repr(VAEObjective(binarize=True)) == "VAEObjective(beta=1.0, recon='bce', binarize=True)"
+    assert repr(VAEObjective(warmup_epochs=3, free_bits=0.5)) == \
+        "VAEObjective(beta=1.0, recon='bce', warmup_epochs=3, free_bits=0.5)"
+
+
+def test_ae_objective_can_binarize_its_batches(small_data):
+    torch.manual_seed(0)
+    model = ConvAE(4, channels=(8, 16))
+    x = small_data.test_x[:20]
+    torch.manual_seed(1)
+    got = AEObjective("bce", binarize=True)(model, x, None)["loss"]
+    torch.manual_seed(1)
+    binary = binarize(x)
+    with torch.no_grad():
+        assert got.item() == pytest.approx(bce(model(binary), binary).item(), rel=1e-5)
