@@ -19,6 +19,10 @@ PRECISION_ENV = "AECOURSE_PRECISION"  # "fp32", "bf16" or "auto": overrides Conf
 PRECISIONS = ("auto", "fp32", "bf16")
 LR_SCHEDULES = ("constant", "cosine")
 FAST_TRAIN, FAST_TEST, FAST_EPOCHS = 2_000, 500, 2  # what fast mode shrinks to
+BUDGET_ENV = "AECOURSE_BUDGET"  # a number > 0: multiplies every model's training budget (default 1)
+# The recipes' epochs are passes over this many images (the 8,000-image split the course was timed on);
+# on a larger training set a model gets the same number of images, in fewer passes (Config.budgeted_epochs).
+REFERENCE_TRAIN = 8_000
 
 
 def fast_mode() -> bool:
@@ -40,6 +44,18 @@ def in_person() -> bool:
         return False
     shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
     return shell is not None and hasattr(shell, "kernel")
+
+
+def default_budget() -> float:
+    """``$AECOURSE_BUDGET`` as a number when set, else 1."""
+    raw = os.environ.get(BUDGET_ENV, "").strip()
+    if not raw:
+        return 1.0
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"${BUDGET_ENV} must be a number above 0 (e.g. 2 trains every model twice as long), "
+                         f"got {raw!r}") from None
 
 
 def default_precision() -> str:
@@ -69,9 +85,14 @@ class Config:
     # Training arithmetic: "auto" = bfloat16 autocast on a CPU with native bfloat16 instructions
     # (AVX512-BF16 or AMX), float32 everywhere else; "fp32"; or "bf16" (any device).
     precision: str = field(default_factory=default_precision)
+    # Multiplies how many images each model of the lessons trains on (see budgeted_epochs); 2 = twice as long.
+    budget: float = field(default_factory=default_budget)
 
     def __post_init__(self) -> None:
         self.data_dir, self.cache_dir = Path(self.data_dir), Path(self.cache_dir)
+        if not self.budget > 0:
+            raise ValueError(f"budget multiplies the training time of every model and must be above 0, "
+                             f"got {self.budget} (check ${BUDGET_ENV} if you did not set it)")
         check_precision(self.precision, f" (check ${PRECISION_ENV} if you did not set it)")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
@@ -79,6 +100,19 @@ class Config:
             self.epochs = min(self.epochs, FAST_EPOCHS)
             self.n_train = min(self.n_train or FAST_TRAIN, FAST_TRAIN)
             self.n_test = min(self.n_test or FAST_TEST, FAST_TEST)
+
+    def budgeted_epochs(self, epochs: int, n_train: int) -> int:
+        """Passes over ``n_train`` images worth ``epochs`` passes over ``REFERENCE_TRAIN`` images, times ``budget``.
+
+        The lessons' training time is set by the images a model sees, not by the size of the training
+        set: ``round(epochs * budget * min(1, REFERENCE_TRAIN / n_train))`` passes, at least 1, so a
+        60,000-image MNIST gets as many images as the 8,000-image split, in fewer passes. Fast mode
+        caps the result at ``FAST_EPOCHS``.
+        """
+        if n_train < 1 or epochs < 1:
+            raise ValueError(f"need at least one epoch and one training image, got {epochs} and {n_train}")
+        passes = max(1, round(epochs * self.budget * min(1.0, REFERENCE_TRAIN / n_train)))
+        return min(passes, FAST_EPOCHS) if self.fast else passes
 
     @property
     def torch_device(self) -> torch.device:
@@ -156,8 +190,10 @@ def describe_run(cfg: Config) -> str:
                 f"{cfg.epochs} epochs, to check that the notebook runs. The figures will not show what the text "
                 f"describes; unset ${FAST_ENV} for the real lesson.")
     else:
-        mode = (f"Full mode: each model trains as its recipe in aecourse.recipes says, once; "
-                f"trained models are kept in {cfg.cache_dir}.")
+        scale = "" if cfg.budget == 1 else f" x {cfg.budget:g} (${BUDGET_ENV})"
+        mode = (f"Full mode: each model trains once, on its recipe's budget of images{scale} (aecourse.recipes), "
+                f"whatever the size of the training set; trained models are kept in {cfg.cache_dir}. "
+                f"To train longer, set ${BUDGET_ENV}=2 (twice the images) before starting Jupyter.")
     return f"{describe_device(cfg.device)}\n{mode}"
 
 

@@ -171,7 +171,10 @@ def _as_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, t
 
 
 def load_idx_folder(folder: Path, kind: str = "mnist") -> Dataset:
-    """Load a folder of IDX files: both official splits, or only the test split (split 8k/2k)."""
+    """Load a folder of IDX files: both official splits, or only the test split (split 8k/2k).
+
+    A ``SOURCE.txt`` beside the files (e.g. ``aecourse.bench.standin``'s) is reported as the data's source.
+    """
     folder = Path(folder)
     found = {part: _find(folder, stem) for part, stem in PARTS.items()}
     if found["test_x"] is None or found["test_y"] is None:
@@ -181,7 +184,9 @@ def load_idx_folder(folder: Path, kind: str = "mnist") -> Dataset:
     test_x, test_y = _as_tensors(arrays["test_x"], arrays["test_y"])
     if "train_x" in arrays and "train_y" in arrays:
         train_x, train_y = _as_tensors(arrays["train_x"], arrays["train_y"])
-        source = f"official {kind} train/test splits from {folder}"
+        described = folder / "SOURCE.txt"  # a folder built for benchmarks says what it holds
+        source = (described.read_text().strip() if described.is_file()
+                  else f"official {kind} train/test splits from {folder}")
     else:
         n_train = round(TEST_ONLY_TRAIN_FRACTION * len(test_x))
         n_test = len(test_x) - n_train

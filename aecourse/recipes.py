@@ -6,7 +6,10 @@ benchmark scores, with the same hyperparameters::
     cae, history = recipes.CAE.train(data, cfg)          # a lesson: load from the cache or train
     model, history = recipes.CAE.fit(data, Config())     # a benchmark: always train, no cache
 
-Fast mode (``Config.fast``) caps every recipe's epochs and data, as it caps everything else.
+A recipe's epochs are passes over the 8,000-image split the course was timed on; on a larger training set
+(full MNIST's 60,000 images) a model sees as many images, in fewer passes, so a lesson takes as long whatever
+the data (``Config.budgeted_epochs``; ``$AECOURSE_BUDGET`` multiplies every budget). Fast mode
+(``Config.fast``) caps every recipe's epochs and data, as it caps everything else.
 
 Every VAE here has a Bernoulli decoder, so it trains on binarized images (a fresh Bernoulli draw of each
 batch, ``VAEObjective(binarize=True)``) and is scored on a fixed binarization of the held-out images
@@ -35,13 +38,16 @@ class Recipe:
     title: str  # what it is, in words (tables, plots)
     make: Callable[[], nn.Module]  # builds the untrained model
     objective: Objective  # what training minimises
-    epochs: int  # passes over the training images in full mode
+    epochs: int  # passes over the 8,000-image split in full mode: the budget of images (Config.budgeted_epochs)
     lr: float = 1e-3  # Adam's learning rate (at the start, with a schedule)
     lr_schedule: str = "constant"  # or "cosine" (see Config.lr_schedule)
 
-    def config(self, cfg: Config | None = None) -> Config:
-        """``cfg`` (default ``Config()``) with this recipe's epochs and learning rate."""
-        return dataclasses.replace(cfg or Config(), epochs=self.epochs, lr=self.lr, lr_schedule=self.lr_schedule)
+    def config(self, cfg: Config | None = None, n_train: int | None = None) -> Config:
+        """``cfg`` (default ``Config()``) with this recipe's learning rate and its epochs: as many as the
+        recipe says on the 8,000-image split, and for ``n_train`` training images the passes that give the
+        same number of images (``Config.budgeted_epochs``, which also applies ``cfg.budget`` and fast mode)."""
+        cfg = dataclasses.replace(cfg or Config(), epochs=self.epochs, lr=self.lr, lr_schedule=self.lr_schedule)
+        return cfg if n_train is None else dataclasses.replace(cfg, epochs=cfg.budgeted_epochs(self.epochs, n_train))
 
     def train(self, data: Dataset, cfg: Config | None = None, *, make: Callable[[], nn.Module] | None = None,
               progress: bool = True) -> tuple[nn.Module, History]:
@@ -50,18 +56,19 @@ class Recipe:
         ``make`` builds another model in place of the recipe's (e.g. one written in a lesson);
         it trains the same way and is cached under its own key.
         """
-        return load_or_train(self.name, make or self.make, data, self.config(cfg), self.objective, progress=progress)
+        return load_or_train(self.name, make or self.make, data, self.config(cfg, len(data.train_x)), self.objective,
+                             progress=progress)
 
     def fit(self, data: Dataset, cfg: Config | None = None, progress: bool = False, *,
             make: Callable[[], nn.Module] | None = None, objective: Objective | None = None,
             epochs: int | None = None) -> tuple[nn.Module, History]:
         """Train a fresh model now, without the cache (benchmarks time it; a lesson trains a student's model so).
 
-        ``make``, ``objective`` and ``epochs`` replace the recipe's for this run (``epochs`` at most the
-        recipe's, and fast mode's cap holds).
+        ``make``, ``objective`` and ``epochs`` replace the recipe's for this run (``epochs`` counts passes
+        over the 8,000-image split as the recipe's do, and is at most the recipe's; fast mode's cap holds).
         """
-        cfg = self.config(cfg)
-        epochs = None if epochs is None else min(epochs, cfg.epochs)
+        cfg = self.config(cfg, len(data.train_x))
+        epochs = None if epochs is None else min(cfg.budgeted_epochs(epochs, len(data.train_x)), cfg.epochs)
         seed_everything(cfg.seed)
         model = (make or self.make)()
         return model, fit(model, data, cfg, objective or self.objective, epochs=epochs, progress=progress)
@@ -88,7 +95,7 @@ DETECTOR = Recipe("detector-8", "anomaly detector (CAE, latent 8)", lambda: Conv
 
 # Lesson 4: the autoencoder the VAE is compared with (same encoder and decoder, same code size).
 AE_16 = Recipe("ae-16", "CAE (latent 16)", lambda: ConvAE(16), AEObjective("mse"), epochs=10)
-# Lesson 4: the same autoencoder trained as the VAE is (BCE on binarized digits, as many epochs), so that
+# Lesson 4: the same autoencoder trained as the VAE is (BCE on binarized digits, the same budget), so that
 # setting the two side by side isolates what the KL term and the sampled code change.
 AE_16_BERNOULLI = Recipe("ae-16-bce", "CAE (latent 16), BCE on binarized digits", lambda: ConvAE(16),
                          AEObjective("bce", binarize=True), epochs=40)
@@ -113,11 +120,10 @@ def beta_vae(beta: float) -> Recipe:
 
 # Lesson 5: posterior collapse at beta = 1, in a code with more numbers than the digits need, and two remedies
 WIDE_LATENT = 64  # numbers in the code of lesson 5's wide VAE
-WARMUP_EPOCHS = 5  # KL warm-up: the KL weight rises from 0 to 1 over the first 5 of the 10 epochs
+WARMUP = 0.5  # KL warm-up: the KL weight rises from 0 to 1 over the first half of the training steps
 FREE_BITS = 0.5  # free bits: nats per code dimension that the KL term does not charge
 REMEDIES = {None: (VAEObjective(binarize=True), "no remedy"),
-            "warm-up": (VAEObjective(binarize=True, warmup_epochs=WARMUP_EPOCHS),
-                        f"KL warm-up over {WARMUP_EPOCHS} epochs"),
+            "warm-up": (VAEObjective(binarize=True, warmup=WARMUP), f"KL warm-up over the first {WARMUP:.0%} of training"),
             "free bits": (VAEObjective(binarize=True, free_bits=FREE_BITS), f"free bits, {FREE_BITS} nats")}
 
 

@@ -51,9 +51,9 @@ class VAEObjective:
     Two remedies for posterior collapse change what training minimises, never what is reported on
     held-out images (``evaluation``: the plain ``recon + beta * KL``):
 
-    - ``warmup_epochs = W``: KL warm-up, the KL weighted by ``beta * min(1, e / W)`` in epoch ``e = 0, 1, ...``
-      (0 in the first epoch: a plain autoencoder), rising linearly to ``beta`` (Bowman et al., 2016;
-      Sønderby et al., 2016);
+    - ``warmup = w``: KL warm-up, the KL weighted by ``beta * min(1, t / (w T))`` at step ``t = 0, 1, ...`` of
+      the ``T`` steps of a training run (0 at the start: a plain autoencoder), rising linearly to ``beta``
+      over the first share ``w`` of the steps (Bowman et al., 2016; Sønderby et al., 2016);
     - ``free_bits = λ``: each code dimension's first λ nats of KL (batch mean) cost nothing
       (``losses.free_bits_kl``; Kingma et al., 2016).
     """
@@ -61,35 +61,35 @@ class VAEObjective:
     beta: float = 1.0  # weight of the KL term
     recon: str = "bce"  # "bce" (Bernoulli decoder) or "mse"
     binarize: bool = False  # draw each batch's pixels as Bernoulli(intensity) first (dynamic binarization)
-    warmup_epochs: int = 0  # epochs over which the KL weight rises linearly from 0 to beta
+    warmup: float = 0.0  # share of the training steps over which the KL weight rises linearly from 0 to beta
     free_bits: float = 0.0  # nats per code dimension that the KL term does not charge
 
     def __post_init__(self) -> None:
-        if self.warmup_epochs < 0 or self.free_bits < 0:
-            raise ValueError(f"warmup_epochs and free_bits must be >= 0, got {self.warmup_epochs} and "
-                             f"{self.free_bits}")
+        if not 0 <= self.warmup <= 1 or self.free_bits < 0:
+            raise ValueError(f"warmup is a share of the training steps, in [0, 1], and free_bits a number of nats "
+                             f">= 0; got {self.warmup} and {self.free_bits}")
 
     def __repr__(self) -> str:  # fields only when set, so the cache keys of earlier runs stay valid
         extra = ", binarize=True" if self.binarize else ""
-        extra += f", warmup_epochs={self.warmup_epochs!r}" if self.warmup_epochs else ""
+        extra += f", warmup={self.warmup!r}" if self.warmup else ""
         extra += f", free_bits={self.free_bits!r}" if self.free_bits else ""
         return f"VAEObjective(beta={self.beta!r}, recon={self.recon!r}{extra})"
 
-    def at_epoch(self, epoch: int) -> "VAEObjective":
-        """What training minimises in epoch ``epoch`` (0-based): the warm-up's KL weight of that epoch."""
-        if not self.warmup_epochs:
+    def at_step(self, step: int, steps: int) -> "VAEObjective":
+        """What training minimises at step ``step`` (0-based) of ``steps``: the warm-up's KL weight there."""
+        if not self.warmup:
             return self
-        return dataclasses.replace(self, beta=self.beta * min(1.0, epoch / self.warmup_epochs), warmup_epochs=0)
+        return dataclasses.replace(self, beta=self.beta * min(1.0, step / (self.warmup * steps)), warmup=0.0)
 
     @property
     def evaluation(self) -> "VAEObjective":
         """What held-out figures report: ``recon + beta * KL``, without warm-up or free bits."""
-        return dataclasses.replace(self, warmup_epochs=0, free_bits=0.0)
+        return dataclasses.replace(self, warmup=0.0, free_bits=0.0)
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        if self.warmup_epochs:
-            raise RuntimeError("a warm-up objective depends on the epoch: call objective.at_epoch(epoch) "
-                               "(training.fit does), or objective.evaluation for held-out figures")
+        if self.warmup:
+            raise RuntimeError("a warm-up objective depends on the training step: call objective.at_step(step, "
+                               "steps) (training.fit does), or objective.evaluation for held-out figures")
         x = binarize(x) if self.binarize else x  # a binary image stays as it is
         x_hat, mu, logvar = model(x, y) if getattr(model, "n_classes", 0) else model(x)
         return vae_loss(x_hat, x, mu, logvar, self.beta, self.recon, self.free_bits)._asdict()
@@ -192,14 +192,14 @@ def fit(model: nn.Module, data: Dataset, cfg: Config | None = None, objective: O
     history = history if history is not None else History()
     bar = tqdm(total=epochs * len(batches), desc=type(model).__name__, unit="batch", disable=not progress)
     try:
+        schedule, step, steps = getattr(objective, "at_step", None), 0, epochs * len(batches)
         for _ in range(epochs):
             model.train()
             start, totals = time.perf_counter(), {}
-            # a schedule (KL warm-up) counts epochs across calls that extend one history
-            step_objective = objective.at_epoch(len(history)) if hasattr(objective, "at_epoch") else objective
             for x, y in batches:
-                with training_autocast(model, device, autocast_dtype):
-                    terms = step_objective(model, x, y)
+                with training_autocast(model, device, autocast_dtype):  # a schedule (KL warm-up) moves with the step
+                    terms = (schedule(step, steps) if schedule else objective)(model, x, y)
+                step += 1
                 optimizer.zero_grad(set_to_none=True)
                 terms["loss"].backward()
                 optimizer.step()
@@ -240,10 +240,13 @@ def fit_with_step(model: nn.Module, data: Dataset, step: Callable[[nn.Module, to
     """Train an autoencoder with a given step function, ``step(model, optimizer, x) -> loss`` (e.g. a lesson's own),
     over shuffled batches with Adam; the held-out per-image MSE after each epoch. Returns the ``History``.
 
-    ``epochs`` (default ``cfg.epochs``) is capped by ``cfg.epochs``, so fast mode stays fast.
+    ``epochs`` (default ``cfg.epochs``) is capped by ``cfg.epochs``, so fast mode stays fast, and counts passes
+    over the 8,000-image split: on a larger training set, fewer passes give as many images
+    (``Config.budgeted_epochs``).
     """
     cfg = cfg or Config()
     epochs = cfg.epochs if epochs is None else min(epochs, cfg.epochs)  # fast mode's cap holds
+    epochs = cfg.budgeted_epochs(epochs, len(data.train_x))
     seed_everything(cfg.seed)
     model.to(cfg.torch_device)
     data = data.to(cfg.torch_device)

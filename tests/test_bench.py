@@ -4,6 +4,7 @@ import importlib
 import math
 
 import pytest
+import torch
 
 from aecourse import recipes
 from aecourse.bench import quality, throughput
@@ -70,3 +71,50 @@ def test_tsne_and_widget_benchmarks_print_their_tables_in_fast_mode(name, capsys
     importlib.import_module(f"aecourse.bench.{name}").main(args)
     out = capsys.readouterr().out
     assert {"tsne": "speed-up", "widgets": "| explorer | median (ms) |"}[name] in out
+
+
+def test_shifted_moves_each_image_by_its_own_offset_with_black_at_the_edges():
+    from aecourse.bench.standin import shifted
+
+    images = torch.zeros(2, 1, 28, 28)
+    images[:, 0, 10, 12] = 1.0
+    moved = shifted(images, torch.tensor([2, -1]), torch.tensor([0, 2]))  # (dx, dy) per image
+    assert moved[0, 0, 10, 14] == 1 and moved[1, 0, 12, 11] == 1 and moved.sum() == 2
+    edge = torch.zeros(1, 1, 28, 28)
+    edge[0, 0, :, 0] = 1.0  # a line on the left edge leaves the picture when moved left
+    assert shifted(edge, torch.tensor([-1]), torch.tensor([0])).sum() == 0
+
+
+def test_standin_keeps_the_held_out_images_apart_and_loads_through_the_idx_path(tmp_path, monkeypatch):
+    from aecourse.bench import standin
+    from aecourse.data import DataError, load_idx_folder, load_mnist
+
+    g = torch.Generator().manual_seed(0)
+    test_only = tmp_path / "test-only"
+    test_only.mkdir()
+    images = (torch.rand(100, 28, 28, generator=g) * 255).to(torch.uint8).numpy()
+    standin._write_idx(test_only / "t10k-images-idx3-ubyte", images)
+    standin._write_idx(test_only / "t10k-labels-idx1-ubyte", (torch.arange(100) % 10).to(torch.uint8).numpy())
+    split = load_idx_folder(test_only)  # 80 train / 20 held-out
+    folder = standin.build(tmp_path / "standin", test_only, n_train=500)
+    monkeypatch.setenv("AECOURSE_MNIST_DIR", str(folder))
+    ds = load_mnist(device="cpu")
+    assert len(ds.train_x) == 500 and torch.equal(ds.test_x, split.test_x) and torch.equal(ds.test_y, split.test_y)
+    assert torch.equal(ds.train_x[:80], split.train_x) and "500-image stand-in for full MNIST" in ds.source
+    for copy, label in zip(ds.train_x[80:90], ds.train_y[80:90]):  # each copy: a training image, shifted
+        sources = [i for i in range(80) if split.train_y[i] == label and any(torch.equal(
+            standin.shifted(split.train_x[i:i + 1], torch.tensor([dx]), torch.tensor([dy]))[0], copy)
+            for dx in range(-2, 3) for dy in range(-2, 3) if (dx, dy) != (0, 0))]
+        assert sources
+    with pytest.raises(DataError, match="official training split already"):
+        standin.build(tmp_path / "again", folder)
+    with pytest.raises(ValueError, match="at least the 80 images"):
+        standin.build(tmp_path / "small", test_only, n_train=50)
+
+
+def test_recipes_give_a_larger_training_set_the_same_budget_of_images():
+    from aecourse.config import Config
+
+    full = Config(fast=False)
+    assert recipes.VAE.config(full, 8_000).epochs == 40 and recipes.VAE.config(full, 60_000).epochs == 5
+    assert recipes.CAE.config(full).epochs == 40  # without a training-set size: the recipe's passes

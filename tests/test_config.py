@@ -111,4 +111,26 @@ def test_describe_run_says_which_mode_is_on_and_what_fast_mode_means(tmp_path):
     assert fast[1].startswith("FAST MODE") and "2,000 images for at most 2 epochs" in fast[1]
     assert "will not show what the text describes" in fast[1] and "unset $AECOURSE_FAST" in fast[1]
     full = config.describe_run(Config(fast=False, cache_dir=tmp_path)).splitlines()
-    assert full[1] == f"Full mode: each model trains as its recipe in aecourse.recipes says, once; trained models are kept in {tmp_path}."
+    assert full[1].startswith("Full mode: each model trains once, on its recipe's budget of images (aecourse.recipes)")
+    assert f"kept in {tmp_path}" in full[1] and "$AECOURSE_BUDGET=2" in full[1]
+    doubled = config.describe_run(Config(fast=False, cache_dir=tmp_path, budget=2)).splitlines()
+    assert "budget of images x 2 ($AECOURSE_BUDGET)" in doubled[1]
+
+
+def test_the_budget_gives_every_training_set_the_images_of_the_8000_image_split(monkeypatch):
+    full = Config(fast=False)
+    assert full.budgeted_epochs(40, 8_000) == 40  # the split the recipes were set on: unchanged
+    assert full.budgeted_epochs(40, 7_200) == 40  # a smaller set: at most the recipe's passes
+    assert full.budgeted_epochs(40, 60_000) == 5  # full MNIST: 300,000 images, as close to 320,000 as passes go
+    assert full.budgeted_epochs(3, 60_000) == 1  # at least one pass
+    assert Config(fast=False, budget=2).budgeted_epochs(40, 60_000) == 11
+    assert Config(fast=True).budgeted_epochs(40, 2_000) == 2  # fast mode's cap holds
+    with pytest.raises(ValueError, match="at least one epoch"):
+        full.budgeted_epochs(0, 100)
+    with pytest.raises(ValueError, match="above 0"):
+        Config(budget=0)
+    monkeypatch.setenv("AECOURSE_BUDGET", "3")
+    assert Config().budget == 3.0
+    monkeypatch.setenv("AECOURSE_BUDGET", "lots")
+    with pytest.raises(ValueError, match=r"\$AECOURSE_BUDGET must be a number"):
+        Config()

@@ -301,18 +301,20 @@ def test_recipe_fit_takes_another_model_objective_and_fewer_epochs(small_data, c
 
 
 def test_kl_warm_up_weighs_the_kl_by_a_linear_ramp_and_reports_the_plain_elbo(small_data, cfg):
-    objective = VAEObjective(beta=2.0, warmup_epochs=4)
-    assert [objective.at_epoch(e).beta for e in range(6)] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.0]
-    assert objective.at_epoch(1).warmup_epochs == 0 and objective.evaluation == VAEObjective(beta=2.0)
-    with pytest.raises(RuntimeError, match="at_epoch"):
+    objective = VAEObjective(beta=2.0, warmup=0.5)
+    assert [objective.at_step(t, 8).beta for t in range(6)] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.0]
+    assert objective.at_step(1, 8).warmup == 0 and objective.evaluation == VAEObjective(beta=2.0)
+    with pytest.raises(RuntimeError, match="at_step"):
         objective(ConvVAE(4, channels=(8, 16)), small_data.test_x[:4], None)
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        VAEObjective(warmup=1.5)
     torch.manual_seed(0)
     model = ConvVAE(4, channels=(8, 16))
     history = fit(model, small_data, cfg, objective, epochs=2, progress=False)
-    first = history.train[0]  # beta 0 in epoch 0: the loss is the reconstruction alone
-    assert first["loss"] == pytest.approx(first["recon"], rel=1e-6) and first["kl"] > 0
-    second = history.train[1]  # beta 0.5 in epoch 1
-    assert second["loss"] == pytest.approx(second["recon"] + 0.5 * second["kl"], rel=1e-4)
+    first = history.train[0]  # the weight rises from 0 to 2 over the first epoch (half the steps)
+    assert first["recon"] < first["loss"] < first["recon"] + 2.0 * first["kl"]
+    second = history.train[1]  # the full weight in the second epoch
+    assert second["loss"] == pytest.approx(second["recon"] + 2.0 * second["kl"], rel=1e-4)
     test = history.test[-1]  # held out: the plain objective, beta 2
     assert test["loss"] == pytest.approx(test["recon"] + 2.0 * test["kl"], rel=1e-4)
 
@@ -333,8 +335,8 @@ def test_objectives_name_new_options_only_when_set_so_old_cache_keys_hold():
     assert repr(AEObjective()) == "AEObjective(recon='mse', noise=0.0)"
     assert repr(AEObjective("bce", binarize=True)) == "AEObjective(recon='bce', noise=0.0, binarize=True)"
     assert repr(VAEObjective(binarize=True)) == "VAEObjective(beta=1.0, recon='bce', binarize=True)"
-    assert repr(VAEObjective(warmup_epochs=3, free_bits=0.5)) == \
-        "VAEObjective(beta=1.0, recon='bce', warmup_epochs=3, free_bits=0.5)"
+    assert repr(VAEObjective(warmup=0.5, free_bits=0.5)) == \
+        "VAEObjective(beta=1.0, recon='bce', warmup=0.5, free_bits=0.5)"
 
 
 def test_ae_objective_can_binarize_its_batches(small_data):

@@ -1,7 +1,9 @@
 """``python3 -m aecourse bench course``: every lesson executed in fast mode, and one in full mode (with
-an empty checkpoint cache, then again with it), with wall time and the kernel's peak resident memory.
+an empty checkpoint cache, then again with it), or every one with ``--lesson all``, with wall time and the
+kernel's peak resident memory. ``--data standin`` runs them on a 60,000-image stand-in for full MNIST.
 
-Targets: all lessons in fast mode within 300 s, the full-mode lesson within 300 s, peak memory 4 GiB.
+Targets: all lessons in fast mode within 300 s; each full-mode lesson within 300 s cold and 60 s warm;
+peak memory 4 GiB.
 """
 
 from __future__ import annotations
@@ -36,36 +38,44 @@ def run_notebook(path: Path, fast: bool, cache_dir: str | Path, timeout: int = 1
     return {"seconds": seconds, "peak_gib": kib / 2**20}
 
 
-TARGET_FAST_TOTAL, TARGET_FULL_LESSON, TARGET_PEAK_GIB = 300.0, 300.0, 4.0
+TARGET_FAST_TOTAL, TARGET_FULL_LESSON, TARGET_WARM_LESSON, TARGET_PEAK_GIB = 300.0, 300.0, 60.0, 4.0
 
 
 def run(full_lesson: str = "04_variational_autoencoders", root: Path | None = None) -> dict[str, dict]:
-    """Execute every lesson in fast mode, and ``full_lesson`` in full mode with an empty cache."""
+    """Execute every lesson in fast mode, and ``full_lesson`` (or ``"all"``) in full mode: first with an
+    empty checkpoint cache of its own (cold), then again with what that run cached (warm)."""
     root = root or (_paths.repo_root() or Path.cwd()) / "solutions"
     notebooks = sorted(root.glob("[0-9][0-9]_*/[0-9][0-9]_*.ipynb"))
     if not notebooks:
         raise FileNotFoundError(f"no lessons under {root}: run this from a clone of the course repository")
+    full = notebooks if full_lesson == "all" else [root / full_lesson / f"{full_lesson}.ipynb"]
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as cache:
         # the cache starts empty (cold): nothing trained before
         for nb in notebooks:
             results[f"{nb.stem} (fast)"] = run_notebook(nb, fast=True, cache_dir=cache)
             print(f"  {nb.stem} fast: {results[f'{nb.stem} (fast)']['seconds']:.0f} s", flush=True)
-        full = root / full_lesson / f"{full_lesson}.ipynb"
-        results[f"{full_lesson} (full, cold cache)"] = run_notebook(full, fast=False, cache_dir=cache)
-        results[f"{full_lesson} (full, warm cache)"] = run_notebook(full, fast=False, cache_dir=cache)
+    for nb in full:
+        with tempfile.TemporaryDirectory() as cache:  # each lesson's own: cold means nothing of it trained
+            for state in ("cold", "warm"):
+                key = f"{nb.stem} (full, {state} cache)"
+                results[key] = run_notebook(nb, fast=False, cache_dir=cache)
+                print(f"  {nb.stem} full, {state}: {results[key]['seconds']:.0f} s", flush=True)
     fast_total = sum(r["seconds"] for k, r in results.items() if k.endswith("(fast)"))
     print(f"\nCourse execution on {os.cpu_count()} CPU cores ({describe_device('auto').split('.')[0]})")
     print("| run | seconds | peak memory (GiB) |")
     print("|---|---|---|")
     for name, r in results.items():
         print(f"| {name} | {r['seconds']:.0f} | {r['peak_gib']:.2f} |")
-    cold = results[f"{full_lesson} (full, cold cache)"]
+    cold = max(r["seconds"] for k, r in results.items() if k.endswith("(full, cold cache)"))
+    warm = max(r["seconds"] for k, r in results.items() if k.endswith("(full, warm cache)"))
     peak = max(r["peak_gib"] for r in results.values())
+    yes = lambda ok: "yes" if ok else "NO"  # noqa: E731
     print(f"all lessons in fast mode: {fast_total:.0f} s (target <= {TARGET_FAST_TOTAL:.0f}: "
-          f"{'yes' if fast_total <= TARGET_FAST_TOTAL else 'NO'}); full lesson cold: {cold['seconds']:.0f} s "
-          f"(target <= {TARGET_FULL_LESSON:.0f}: {'yes' if cold['seconds'] <= TARGET_FULL_LESSON else 'NO'}); "
-          f"peak memory {peak:.2f} GiB (target <= {TARGET_PEAK_GIB:.0f}: {'yes' if peak <= TARGET_PEAK_GIB else 'NO'})")
+          f"{yes(fast_total <= TARGET_FAST_TOTAL)}); slowest full lesson cold: {cold:.0f} s "
+          f"(target <= {TARGET_FULL_LESSON:.0f}: {yes(cold <= TARGET_FULL_LESSON)}), warm: {warm:.0f} s "
+          f"(target <= {TARGET_WARM_LESSON:.0f}: {yes(warm <= TARGET_WARM_LESSON)}); "
+          f"peak memory {peak:.2f} GiB (target <= {TARGET_PEAK_GIB:.0f}: {yes(peak <= TARGET_PEAK_GIB)})")
     return results
 
 
