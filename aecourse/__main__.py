@@ -1,4 +1,4 @@
-"""The course's command line: ``python3 -m aecourse {lab,test,bench,grade,links,setup}``.
+"""The course's command line: ``python3 -m aecourse {lab,html,test,bench,grade,links,setup}``.
 
 On a fresh clone the first command creates ``.venv/`` beside the sources and installs the
 package with the extras that command needs (``COMMAND_EXTRAS``) into it (a few minutes, once),
@@ -23,6 +23,7 @@ from aecourse import _paths
 # What each command needs on top of the package's own dependencies: extras of pyproject.toml.
 COMMAND_EXTRAS = {
     "lab": ("course",),  # students: JupyterLab
+    "html": ("course",),  # a lesson as an HTML page that reads offline (nbconvert comes with JupyterLab)
     "test": ("course", "instructor", "dev"),  # maintainers: everything
     "bench": ("course", "instructor"),  # notebooks run through Jupyter; the grading benchmark needs nbgrader
     "grade": ("instructor",),  # instructors: nbgrader and the PostgreSQL driver
@@ -32,7 +33,7 @@ COMMAND_EXTRAS = {
 # The import names that show a part is installed ("" = the package's own dependencies).
 MODULES = {
     "": ("torch", "torchvision", "numpy", "matplotlib", "sklearn", "ipywidgets", "tqdm", "openTSNE"),
-    "course": ("jupyterlab",),
+    "course": ("jupyterlab", "latex2mathml"),
     "instructor": ("nbgrader", "psycopg"),
     "dev": ("pytest", "nbval", "yaml", "playwright"),
 }
@@ -116,6 +117,24 @@ def cmd_lab(args: argparse.Namespace, rest: list[str]) -> int:
     return subprocess.call(lab_command(rest))
 
 
+def cmd_html(args: argparse.Namespace, rest: list[str]) -> int:
+    """Write lessons as HTML pages that read offline (formulas as MathML; --execute for outputs)."""
+    from aecourse.render import to_html
+
+    root = _paths.repo_root() or Path.cwd()
+    folder = root / ("solutions" if args.solutions else "lessons")
+    names = args.lessons or sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name[:2].isdigit())
+    for name in names:
+        notebook = folder / name / f"{name}.ipynb"
+        if not notebook.is_file():
+            print(f"no lesson {name!r} in {folder}: choose from "
+                  f"{', '.join(sorted(p.name for p in folder.iterdir() if p.is_dir()))}", file=sys.stderr)
+            return 2
+        page = to_html(notebook, Path(args.out) / f"{name}.html", execute=args.execute)
+        print(f"wrote {page}")
+    return 0
+
+
 def cmd_test(args: argparse.Namespace, rest: list[str]) -> int:
     """Run the test suite with pytest: everything (as CI does), or --quick (extra arguments go to pytest)."""
     root = _paths.repo_root() or Path.cwd()
@@ -161,6 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python3 -m aecourse", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("lab", help=cmd_lab.__doc__).set_defaults(func=cmd_lab)
+    html = sub.add_parser("html", help=cmd_html.__doc__)
+    html.add_argument("lessons", nargs="*", help="lesson folders, e.g. 04_variational_autoencoders (default: all)")
+    html.add_argument("--out", default="html", help="folder for the pages (default: ./html)")
+    html.add_argument("--execute", action="store_true",
+                      help="run each lesson first (in full mode unless AECOURSE_FAST=1) so the page holds its outputs")
+    html.add_argument("--solutions", action="store_true", help="the instructor's copies (solutions/) instead")
+    html.set_defaults(func=cmd_html)
     test = sub.add_parser("test", help=cmd_test.__doc__)
     test.add_argument("--quick", action="store_true",
                       help="the unit tests and the mistake catalogue only (a few minutes); no notebooks, "

@@ -55,11 +55,13 @@ def mse(x_hat: torch.Tensor, x: torch.Tensor, reduction: str = "batch_mean") -> 
 def bce(x_hat: torch.Tensor, x: torch.Tensor, reduction: str = "batch_mean") -> torch.Tensor:
     """Bernoulli negative log-likelihood ``-[x log x_hat + (1 - x) log(1 - x_hat)]``, in nats.
 
-    ``x_hat`` are the decoder's probabilities in [0, 1]; each log is floored at -100 as in
-    ``F.binary_cross_entropy``. Kingma & Welling (2014), Appendix C.1 (Bernoulli decoder).
+    ``x_hat`` are the decoder's probabilities in [0, 1] (checked on the CPU; on a GPU the check would make
+    every training step wait for the device, and torch's own kernel asserts instead); each log is
+    floored at -100 as in ``F.binary_cross_entropy``. Kingma & Welling (2014), Appendix C.1 (Bernoulli decoder).
     """
     _check_pair(x_hat, x)
-    if x_hat.min() < 0 or x_hat.max() > 1:
+    # checked on the CPU only: reading a GPU tensor's range would make every training step wait for the device
+    if x_hat.device.type == "cpu" and (x_hat.min() < 0 or x_hat.max() > 1):
         raise ValueError("x_hat must be probabilities in [0, 1] for BCE: end the decoder with a Sigmoid")
     with torch.autocast(x_hat.device.type, enabled=False):  # always float32 (CUDA autocast forbids BCE)
         per_pixel = F.binary_cross_entropy(_float32(x_hat), _float32(x), reduction="none")

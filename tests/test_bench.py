@@ -118,3 +118,11 @@ def test_recipes_give_a_larger_training_set_the_same_budget_of_images():
     full = Config(fast=False)
     assert recipes.VAE.config(full, 8_000).epochs == 40 and recipes.VAE.config(full, 60_000).epochs == 5
     assert recipes.CAE.config(full).epochs == 40  # without a training-set size: the recipe's passes
+
+
+def test_gpu_bench_says_plainly_that_it_measures_nothing_without_a_gpu(capsys, monkeypatch):
+    from aecourse.bench import gpu
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert gpu.run(fast=True) == {}
+    assert "No CUDA GPU on this machine, so nothing is measured" in capsys.readouterr().out

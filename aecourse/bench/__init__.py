@@ -23,6 +23,7 @@ BENCHMARKS = {
     "widgets": "milliseconds per slider move for every latent-space explorer",
     "course": "every lesson in fast mode and one (or all) in full mode, cold and warm: time and peak memory",
     "grading": "autograde generated full-course submissions, serially and with 2 workers",
+    "gpu": "on a CUDA GPU: host-device syncs per epoch, throughput, explorers, every lesson in full mode",
 }
 
 
