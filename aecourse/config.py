@@ -21,7 +21,7 @@ LR_SCHEDULES = ("constant", "cosine")
 FAST_TRAIN, FAST_TEST, FAST_EPOCHS = 2_000, 500, 2  # what fast mode shrinks to
 BUDGET_ENV = "AECOURSE_BUDGET"  # a number > 0: multiplies every model's training budget (default 1)
 # The recipes' epochs are passes over this many images (the 8,000-image split the course was timed on);
-# on a larger training set a model gets the same number of images, in fewer passes (Config.budgeted_epochs).
+# on a larger training set a model gets the same number of images, in fewer passes (Config.budgeted_steps).
 REFERENCE_TRAIN = 8_000
 
 
@@ -85,7 +85,7 @@ class Config:
     # Training arithmetic: "auto" = bfloat16 autocast on a CPU with native bfloat16 instructions
     # (AVX512-BF16 or AMX), float32 everywhere else; "fp32"; or "bf16" (any device).
     precision: str = field(default_factory=default_precision)
-    # Multiplies how many images each model of the lessons trains on (see budgeted_epochs); 2 = twice as long.
+    # Multiplies how many images each model of the lessons trains on (see budgeted_steps); 2 = twice as long.
     budget: float = field(default_factory=default_budget)
 
     def __post_init__(self) -> None:
@@ -101,18 +101,21 @@ class Config:
             self.n_train = min(self.n_train or FAST_TRAIN, FAST_TRAIN)
             self.n_test = min(self.n_test or FAST_TEST, FAST_TEST)
 
-    def budgeted_epochs(self, epochs: int, n_train: int) -> int:
-        """Passes over ``n_train`` images worth ``epochs`` passes over ``REFERENCE_TRAIN`` images, times ``budget``.
+    def budgeted_steps(self, epochs: int, n_train: int) -> int:
+        """Optimisation steps worth ``epochs`` passes over ``REFERENCE_TRAIN`` images, times ``budget``.
 
-        The lessons' training time is set by the images a model sees, not by the size of the training
-        set: ``round(epochs * budget * min(1, REFERENCE_TRAIN / n_train))`` passes, at least 1, so a
-        60,000-image MNIST gets as many images as the 8,000-image split, in fewer passes. Fast mode
-        caps the result at ``FAST_EPOCHS``.
+        The lessons' training time is set by the images a model sees, not by the size of its training
+        set: ``round(epochs * budget * ceil(min(n_train, REFERENCE_TRAIN) / batch_size))`` steps, at least
+        one. So on 8,000 images or fewer a model trains ``epochs * budget`` passes, and on full MNIST's
+        60,000 it trains on as many images as on the 8,000-image split, in fewer passes (``fit`` cuts
+        the last one short). Fast mode caps it at ``FAST_EPOCHS`` passes.
         """
         if n_train < 1 or epochs < 1:
             raise ValueError(f"need at least one epoch and one training image, got {epochs} and {n_train}")
-        passes = max(1, round(epochs * self.budget * min(1.0, REFERENCE_TRAIN / n_train)))
-        return min(passes, FAST_EPOCHS) if self.fast else passes
+        per_pass = -(-n_train // self.batch_size)
+        reference = -(-min(n_train, REFERENCE_TRAIN) // self.batch_size)
+        steps = max(1, round(epochs * self.budget * reference))
+        return min(steps, FAST_EPOCHS * per_pass) if self.fast else steps
 
     @property
     def torch_device(self) -> torch.device:

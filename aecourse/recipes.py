@@ -8,7 +8,7 @@ benchmark scores, with the same hyperparameters::
 
 A recipe's epochs are passes over the 8,000-image split the course was timed on; on a larger training set
 (full MNIST's 60,000 images) a model sees as many images, in fewer passes, so a lesson takes as long whatever
-the data (``Config.budgeted_epochs``; ``$AECOURSE_BUDGET`` multiplies every budget). Fast mode
+the data (``Config.budgeted_steps``; ``$AECOURSE_BUDGET`` multiplies every budget). Fast mode
 (``Config.fast``) caps every recipe's epochs and data, as it caps everything else.
 
 Every VAE here has a Bernoulli decoder, so it trains on binarized images (a fresh Bernoulli draw of each
@@ -38,16 +38,19 @@ class Recipe:
     title: str  # what it is, in words (tables, plots)
     make: Callable[[], nn.Module]  # builds the untrained model
     objective: Objective  # what training minimises
-    epochs: int  # passes over the 8,000-image split in full mode: the budget of images (Config.budgeted_epochs)
+    epochs: int  # passes over the 8,000-image split in full mode: the budget of images (Config.budgeted_steps)
     lr: float = 1e-3  # Adam's learning rate (at the start, with a schedule)
     lr_schedule: str = "constant"  # or "cosine" (see Config.lr_schedule)
 
-    def config(self, cfg: Config | None = None, n_train: int | None = None) -> Config:
-        """``cfg`` (default ``Config()``) with this recipe's learning rate and its epochs: as many as the
-        recipe says on the 8,000-image split, and for ``n_train`` training images the passes that give the
-        same number of images (``Config.budgeted_epochs``, which also applies ``cfg.budget`` and fast mode)."""
-        cfg = dataclasses.replace(cfg or Config(), epochs=self.epochs, lr=self.lr, lr_schedule=self.lr_schedule)
-        return cfg if n_train is None else dataclasses.replace(cfg, epochs=cfg.budgeted_epochs(self.epochs, n_train))
+    def config(self, cfg: Config | None = None) -> Config:
+        """``cfg`` (default ``Config()``) with this recipe's epochs and learning rate."""
+        return dataclasses.replace(cfg or Config(), epochs=self.epochs, lr=self.lr, lr_schedule=self.lr_schedule)
+
+    def steps(self, n_train: int, cfg: Config | None = None) -> int:
+        """Optimisation steps on ``n_train`` training images: the recipe's epochs as a budget of images
+        (``Config.budgeted_steps``, with ``cfg.budget`` and fast mode)."""
+        cfg = self.config(cfg)
+        return cfg.budgeted_steps(cfg.epochs, n_train)
 
     def train(self, data: Dataset, cfg: Config | None = None, *, make: Callable[[], nn.Module] | None = None,
               progress: bool = True) -> tuple[nn.Module, History]:
@@ -56,22 +59,23 @@ class Recipe:
         ``make`` builds another model in place of the recipe's (e.g. one written in a lesson);
         it trains the same way and is cached under its own key.
         """
-        return load_or_train(self.name, make or self.make, data, self.config(cfg, len(data.train_x)), self.objective,
-                             progress=progress)
+        return load_or_train(self.name, make or self.make, data, self.config(cfg), self.objective,
+                             steps=self.steps(len(data.train_x), cfg), progress=progress)
 
     def fit(self, data: Dataset, cfg: Config | None = None, progress: bool = False, *,
             make: Callable[[], nn.Module] | None = None, objective: Objective | None = None,
             epochs: int | None = None) -> tuple[nn.Module, History]:
         """Train a fresh model now, without the cache (benchmarks time it; a lesson trains a student's model so).
 
-        ``make``, ``objective`` and ``epochs`` replace the recipe's for this run (``epochs`` counts passes
-        over the 8,000-image split as the recipe's do, and is at most the recipe's; fast mode's cap holds).
+        ``make``, ``objective`` and ``epochs`` replace the recipe's for this run (``epochs`` at most the
+        recipe's, and a budget as the recipe's are: passes over the 8,000-image split; fast mode's cap holds).
         """
-        cfg = self.config(cfg, len(data.train_x))
-        epochs = None if epochs is None else min(cfg.budgeted_epochs(epochs, len(data.train_x)), cfg.epochs)
+        cfg = self.config(cfg)
+        epochs = cfg.epochs if epochs is None else min(epochs, cfg.epochs)
         seed_everything(cfg.seed)
         model = (make or self.make)()
-        return model, fit(model, data, cfg, objective or self.objective, epochs=epochs, progress=progress)
+        steps = cfg.budgeted_steps(epochs, len(data.train_x))
+        return model, fit(model, data, cfg, objective or self.objective, steps=steps, progress=progress)
 
 
 def dense_ae(latent_dim: int) -> Recipe:

@@ -162,20 +162,21 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None
 
 
 def fit(model: nn.Module, data: Dataset, cfg: Config | None = None, objective: Objective | None = None, *,
-        epochs: int | None = None, lr: float | None = None, batch_size: int | None = None,
-        progress: bool = True, history: History | None = None) -> History:
+        epochs: int | None = None, steps: int | None = None, lr: float | None = None,
+        batch_size: int | None = None, progress: bool = True, history: History | None = None) -> History:
     """Train ``model`` on ``data.train_x`` with Adam, evaluating on ``data.test_x`` after each epoch.
 
-    Unset arguments come from ``cfg``; with ``cfg.lr_schedule == "cosine"`` the learning rate
-    falls from ``lr`` to 0 along half a cosine over the steps of this call. Data is moved to the
-    model's device once; batches are slices of it. Where ``cfg.precision`` resolves to bfloat16
+    ``steps`` (optional) stops training after that many optimisation steps, the last pass over the
+    training images cut short where they run out (``epochs`` is then ignored; ``Config.budgeted_steps``
+    gives a lesson's). Unset arguments come from ``cfg``; with ``cfg.lr_schedule == "cosine"`` the
+    learning rate falls from ``lr`` to 0 along half a cosine over the steps of this call. Data is moved
+    to the model's device once; batches are slices of it. Where ``cfg.precision`` resolves to bfloat16
     (by default, a CPU with bfloat16 instructions), convolutions and matrix products run under
     bf16 autocast (transposed convolutions' weight and bias gradients in float32: ``aecourse.autocast``);
     weights, gradients, Adam's state and the losses stay float32. On CPU, CUDA and MPS, Adam is
     torch's fused implementation. Returns the ``History`` (extended in place when one is given).
     """
     cfg = cfg or Config()
-    epochs = cfg.epochs if epochs is None else epochs
     lr = cfg.lr if lr is None else lr
     batch_size = cfg.batch_size if batch_size is None else batch_size
     objective = objective or default_objective(model)
@@ -183,20 +184,27 @@ def fit(model: nn.Module, data: Dataset, cfg: Config | None = None, objective: O
     model.to(device, memory_format=torch.channels_last)  # NHWC conv weights: oneDNN and cuDNN run them faster
     data = data.to(device)
     batches = Batches(data.train_x, data.train_y, batch_size, shuffle=True, seed=cfg.seed)
+    if steps is None:
+        steps = (cfg.epochs if epochs is None else epochs) * len(batches)
+    if steps < 1:
+        raise ValueError(f"training needs at least one step, got {steps}")
+    epochs = -(-steps // len(batches))  # passes, the last one possibly cut short
     # fused: one kernel updates every parameter (the same Adam arithmetic, fewer passes over memory)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=device.type in FUSED_ADAM_DEVICES)
     # cosine: step t of T uses lr * (1 + cos(pi t / T)) / 2 (Loshchilov & Hutter, 2017, without restarts)
-    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * len(batches))
+    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
                  if cfg.lr_schedule == "cosine" else None)
     autocast_dtype = cfg.autocast_dtype  # bf16 on CPUs with bf16 instructions (see Config.precision)
     history = history if history is not None else History()
-    bar = tqdm(total=epochs * len(batches), desc=type(model).__name__, unit="batch", disable=not progress)
+    bar = tqdm(total=steps, desc=type(model).__name__, unit="batch", disable=not progress)
     try:
-        schedule, step, steps = getattr(objective, "at_step", None), 0, epochs * len(batches)
+        schedule, step = getattr(objective, "at_step", None), 0
         for _ in range(epochs):
             model.train()
-            start, totals = time.perf_counter(), {}
+            start, totals, seen = time.perf_counter(), {}, 0
             for x, y in batches:
+                if step == steps:
+                    break  # the budget ends within this pass
                 with training_autocast(model, device, autocast_dtype):  # a schedule (KL warm-up) moves with the step
                     terms = (schedule(step, steps) if schedule else objective)(model, x, y)
                 step += 1
@@ -207,8 +215,9 @@ def fit(model: nn.Module, data: Dataset, cfg: Config | None = None, objective: O
                     scheduler.step()
                 for key, value in terms.items():
                     totals[key] = totals.get(key, 0) + value.detach() * len(x)
+                seen += len(x)
                 bar.update()
-            history.train.append({k: (v / len(data.train_x)).item() for k, v in totals.items()})
+            history.train.append({k: (v / seen).item() for k, v in totals.items()})
             history.seconds.append(time.perf_counter() - start)
             history.test.append(evaluate(model, data.test_x, data.test_y, objective))
             bar.set_postfix(epoch=len(history), train=f"{history.train[-1]['loss']:.4g}",
@@ -240,26 +249,29 @@ def fit_with_step(model: nn.Module, data: Dataset, step: Callable[[nn.Module, to
     """Train an autoencoder with a given step function, ``step(model, optimizer, x) -> loss`` (e.g. a lesson's own),
     over shuffled batches with Adam; the held-out per-image MSE after each epoch. Returns the ``History``.
 
-    ``epochs`` (default ``cfg.epochs``) is capped by ``cfg.epochs``, so fast mode stays fast, and counts passes
-    over the 8,000-image split: on a larger training set, fewer passes give as many images
-    (``Config.budgeted_epochs``).
+    ``epochs`` (default ``cfg.epochs``) is capped by ``cfg.epochs``, so fast mode stays fast, and is a budget
+    as a recipe's is: passes over the 8,000-image split, so a larger training set trains on as many images
+    (``Config.budgeted_steps``; the last pass cut short).
     """
     cfg = cfg or Config()
     epochs = cfg.epochs if epochs is None else min(epochs, cfg.epochs)  # fast mode's cap holds
-    epochs = cfg.budgeted_epochs(epochs, len(data.train_x))
     seed_everything(cfg.seed)
     model.to(cfg.torch_device)
     data = data.to(cfg.torch_device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     batches = Batches(data.train_x, data.train_y, cfg.batch_size, shuffle=True, seed=cfg.seed)
+    steps, done = cfg.budgeted_steps(epochs, len(data.train_x)), 0
     history = History()
-    for _ in range(epochs):
+    while done < steps:
         model.train()
-        start, total = time.perf_counter(), 0.0
+        start, total, seen = time.perf_counter(), 0.0, 0
         for x, _ in batches:
+            if done == steps:
+                break
             total += float(step(model, optimizer, x)) * len(x)
+            seen, done = seen + len(x), done + 1
         history.seconds.append(time.perf_counter() - start)
-        history.train.append({"loss": total / len(data.train_x)})
+        history.train.append({"loss": total / seen})
         history.test.append(evaluate(model, data.test_x, objective=AEObjective("mse")))
     model.eval()
     return history
@@ -306,8 +318,10 @@ def load_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> tup
     return model.to(device).eval(), history
 
 
-def cache_key(model: nn.Module, data: Dataset, cfg: Config, objective: Objective, epochs: int) -> str:
-    """A short hash of everything that decides what training produces."""
+def cache_key(model: nn.Module, data: Dataset, cfg: Config, objective: Objective, epochs: int,
+              steps: int | None = None) -> str:
+    """A short hash of everything that decides what training produces (``steps``: a budget that ends
+    within a pass, see ``fit``; named only then, so that whole passes keep their earlier keys)."""
     spec = {
         "model": type(model).__name__, "hparams": model.hparams, "objective": repr(objective),
         "data": [data.name, data.source, len(data.train_x), len(data.test_x)],
@@ -316,6 +330,8 @@ def cache_key(model: nn.Module, data: Dataset, cfg: Config, objective: Objective
     }
     if cfg.lr_schedule != "constant":  # only when set, so the keys of earlier checkpoints stay valid
         spec["lr_schedule"] = cfg.lr_schedule
+    if steps is not None and steps != epochs * -(-len(data.train_x) // cfg.batch_size):
+        spec["steps"] = steps
     if cfg.autocast_dtype == torch.bfloat16 and cfg.torch_device.type == "cpu":
         spec["transposed_conv_weight_grads"] = "float32"  # see aecourse.autocast
     if cfg.torch_device.type in FUSED_ADAM_DEVICES:
@@ -324,19 +340,23 @@ def cache_key(model: nn.Module, data: Dataset, cfg: Config, objective: Objective
 
 
 def load_or_train(name: str, make_model: Callable[[], nn.Module], data: Dataset, cfg: Config | None = None,
-                  objective: Objective | None = None, *, epochs: int | None = None,
+                  objective: Objective | None = None, *, epochs: int | None = None, steps: int | None = None,
                   progress: bool = True) -> tuple[nn.Module, History]:
-    """Return a trained model from ``cfg.cache_dir`` if one matches, else train it and cache it.
+    """Return a trained model from ``cfg.cache_dir`` if one matches, else train it and cache it
+    (for ``steps`` optimisation steps when given, else ``epochs`` passes; see ``fit``).
 
     A cached file that cannot be read is moved aside to ``*.corrupt`` (never deleted) and the
     model is trained again.
     """
     cfg = cfg or Config()
-    epochs = cfg.epochs if epochs is None else epochs
+    per_pass = -(-len(data.train_x) // cfg.batch_size)
+    if steps is None:
+        steps = (cfg.epochs if epochs is None else epochs) * per_pass
+    epochs = -(-steps // per_pass)
     seed_everything(cfg.seed)
     model = make_model()
     objective = objective or default_objective(model)
-    path = cfg.cache_dir / f"{name}-{cache_key(model, data, cfg, objective, epochs)}.pt"
+    path = cfg.cache_dir / f"{name}-{cache_key(model, data, cfg, objective, epochs, steps)}.pt"
     if path.exists():
         try:
             cached, history = load_checkpoint(path, cfg.torch_device)
@@ -346,6 +366,6 @@ def load_or_train(name: str, make_model: Callable[[], nn.Module], data: Dataset,
             aside = path.with_name(path.name + ".corrupt")
             os.replace(path, aside)
             warnings.warn(f"{err} Moved it to {aside}; training again.", stacklevel=2)
-    history = fit(model, data, cfg, objective, epochs=epochs, progress=progress)
+    history = fit(model, data, cfg, objective, steps=steps, progress=progress)
     save_checkpoint(path, model, history, meta={"name": name, "data": data.source})
     return model, history

@@ -116,8 +116,8 @@ def test_recipes_give_a_larger_training_set_the_same_budget_of_images():
     from aecourse.config import Config
 
     full = Config(fast=False)
-    assert recipes.VAE.config(full, 8_000).epochs == 40 and recipes.VAE.config(full, 60_000).epochs == 5
-    assert recipes.CAE.config(full).epochs == 40  # without a training-set size: the recipe's passes
+    assert recipes.VAE.steps(8_000, full) == recipes.VAE.steps(60_000, full) == 40 * 125  # 320,000 images
+    assert recipes.NO_BOTTLENECK.steps(60_000, full) == 3 * 125  # 24,000 images: less than one pass of 60,000
 
 
 def test_gpu_bench_says_plainly_that_it_measures_nothing_without_a_gpu(capsys, monkeypatch):

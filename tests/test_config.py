@@ -118,15 +118,16 @@ def test_describe_run_says_which_mode_is_on_and_what_fast_mode_means(tmp_path):
 
 
 def test_the_budget_gives_every_training_set_the_images_of_the_8000_image_split(monkeypatch):
-    full = Config(fast=False)
-    assert full.budgeted_epochs(40, 8_000) == 40  # the split the recipes were set on: unchanged
-    assert full.budgeted_epochs(40, 7_200) == 40  # a smaller set: at most the recipe's passes
-    assert full.budgeted_epochs(40, 60_000) == 5  # full MNIST: 300,000 images, as close to 320,000 as passes go
-    assert full.budgeted_epochs(3, 60_000) == 1  # at least one pass
-    assert Config(fast=False, budget=2).budgeted_epochs(40, 60_000) == 11
-    assert Config(fast=True).budgeted_epochs(40, 2_000) == 2  # fast mode's cap holds
+    full = Config(fast=False)  # batches of 64: 125 steps make a pass over 8,000 images
+    assert full.budgeted_steps(40, 8_000) == 40 * 125  # the split the recipes were set on: 40 passes, as before
+    assert full.budgeted_steps(20, 7_200) == 20 * 113  # a smaller set: the recipe's passes over it
+    assert full.budgeted_steps(40, 60_000) == 40 * 125  # full MNIST: as many images, 5.3 of its passes
+    assert full.budgeted_steps(3, 60_000) == 375  # less than one pass of it
+    assert Config(fast=False, budget=2).budgeted_steps(40, 60_000) == 2 * 40 * 125
+    assert Config(fast=False, budget=0.001).budgeted_steps(1, 8_000) == 1  # at least one step
+    assert Config(fast=True).budgeted_steps(40, 2_000) == 2 * 32  # fast mode's cap: 2 passes
     with pytest.raises(ValueError, match="at least one epoch"):
-        full.budgeted_epochs(0, 100)
+        full.budgeted_steps(0, 100)
     with pytest.raises(ValueError, match="above 0"):
         Config(budget=0)
     monkeypatch.setenv("AECOURSE_BUDGET", "3")

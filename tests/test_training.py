@@ -349,3 +349,19 @@ def test_ae_objective_can_binarize_its_batches(small_data):
     binary = binarize(x)
     with torch.no_grad():
         assert got.item() == pytest.approx(bce(model(binary), binary).item(), rel=1e-5)
+
+
+def test_a_step_budget_cuts_the_last_pass_short_and_keys_the_cache_only_then(small_data, cfg):
+    per_pass = -(-len(small_data.train_x) // cfg.batch_size)
+    torch.manual_seed(0)
+    history = fit(ConvAE(4, channels=(8, 16)), small_data, cfg, AEObjective(), steps=per_pass + 3, progress=False)
+    assert len(history) == 2 and len(history.test) == 2  # one whole pass, then 3 steps of the next
+    torch.manual_seed(0)
+    whole = fit(ConvAE(4, channels=(8, 16)), small_data, cfg, AEObjective(), epochs=1, progress=False)
+    assert whole.train[0] == history.train[0]  # the same first pass
+    model = ConvAE(4, channels=(8, 16))
+    key = training.cache_key(model, small_data, cfg, AEObjective(), 2)
+    assert training.cache_key(model, small_data, cfg, AEObjective(), 2, 2 * per_pass) == key  # whole passes
+    assert training.cache_key(model, small_data, cfg, AEObjective(), 2, per_pass + 3) != key
+    with pytest.raises(ValueError, match="at least one step"):
+        fit(model, small_data, cfg, steps=0, progress=False)
