@@ -158,6 +158,14 @@ def read_idx(path: Path, expected_md5: str | None = None) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
+def write_idx(path: Path, array: np.ndarray) -> Path:
+    """Write ``array`` (unsigned bytes, any number of axes) as a raw IDX file, the format ``read_idx`` reads."""
+    path = Path(path)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    path.write_bytes(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+    return path
+
+
 def _find(folder: Path, stem: str) -> Path | None:
     for candidate in (folder / f"{stem}.gz", folder / stem):
         if candidate.is_file():

@@ -87,14 +87,14 @@ def test_shifted_moves_each_image_by_its_own_offset_with_black_at_the_edges():
 
 def test_standin_keeps_the_held_out_images_apart_and_loads_through_the_idx_path(tmp_path, monkeypatch):
     from aecourse.bench import standin
-    from aecourse.data import DataError, load_idx_folder, load_mnist
+    from aecourse.data import DataError, load_idx_folder, load_mnist, write_idx
 
     g = torch.Generator().manual_seed(0)
     test_only = tmp_path / "test-only"
     test_only.mkdir()
     images = (torch.rand(100, 28, 28, generator=g) * 255).to(torch.uint8).numpy()
-    standin._write_idx(test_only / "t10k-images-idx3-ubyte", images)
-    standin._write_idx(test_only / "t10k-labels-idx1-ubyte", (torch.arange(100) % 10).to(torch.uint8).numpy())
+    write_idx(test_only / "t10k-images-idx3-ubyte", images)
+    write_idx(test_only / "t10k-labels-idx1-ubyte", (torch.arange(100) % 10).to(torch.uint8).numpy())
     split = load_idx_folder(test_only)  # 80 train / 20 held-out
     folder = standin.build(tmp_path / "standin", test_only, n_train=500)
     monkeypatch.setenv("AECOURSE_MNIST_DIR", str(folder))

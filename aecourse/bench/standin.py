@@ -15,12 +15,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from aecourse import _paths
-from aecourse.data import DataError, PARTS, load_idx_folder
+from aecourse.data import PARTS, DataError, load_idx_folder, write_idx
 
 N_TRAIN = 60_000  # full MNIST's training set
 SHIFT = 2  # largest shift of a copy, in pixels (MNIST's digits sit in a 20 x 20 box with 4 blank pixels around)
@@ -35,11 +34,6 @@ def shifted(images: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor) -> torch.T
     cols = (torch.arange(28) + pad)[None, :] - dx[:, None]
     index = torch.arange(len(images))[:, None, None]
     return padded[:, 0][index, rows[:, :, None], cols[:, None, :]].unsqueeze(1)
-
-
-def _write_idx(path: Path, array: np.ndarray) -> None:
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
-    path.write_bytes(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
 
 
 def build(folder: Path | str, source: Path | str | None = None, n_train: int = N_TRAIN) -> Path:
@@ -68,10 +62,10 @@ def build(folder: Path | str, source: Path | str | None = None, n_train: int = N
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     as_bytes = lambda x: (x[:, 0] * 255).round().to(torch.uint8).numpy()  # noqa: E731
-    _write_idx(folder / PARTS["train_x"], as_bytes(train_x))
-    _write_idx(folder / PARTS["train_y"], train_y.to(torch.uint8).numpy())
-    _write_idx(folder / PARTS["test_x"], as_bytes(ds.test_x))
-    _write_idx(folder / PARTS["test_y"], ds.test_y.to(torch.uint8).numpy())
+    write_idx(folder / PARTS["train_x"], as_bytes(train_x))
+    write_idx(folder / PARTS["train_y"], train_y.to(torch.uint8).numpy())
+    write_idx(folder / PARTS["test_x"], as_bytes(ds.test_x))
+    write_idx(folder / PARTS["test_y"], ds.test_y.to(torch.uint8).numpy())
     (folder / "SOURCE.txt").write_text(
         f"a {n_train:,}-image stand-in for full MNIST: the {len(base_x):,} training images of the fixed split of "
         f"MNIST's test set and {extra:,} copies shifted by up to {SHIFT} pixels; held out: the split's "

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
-import struct
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from torch import nn
 
 from aecourse.autocast import autocast_only, routes_transposed_convolutions
 from aecourse.config import Config, describe_device, precision_name, seed_everything
-from aecourse.data import Dataset, load_mnist
+from aecourse.data import Dataset, load_mnist, write_idx
 from aecourse.models import ConvAE, ConvVAE, NoBottleneckCAE
 from aecourse.training import AEObjective, Objective, VAEObjective, fit
 
@@ -52,10 +51,8 @@ def _write_torchvision_layout(data: Dataset, root: Path) -> Path:
     raw = root / "MNIST" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     for prefix, x, y in (("train", data.train_x, data.train_y), ("t10k", data.test_x, data.test_y)):
-        pixels = (x.cpu() * 255).round().to(torch.uint8).squeeze(1).numpy()  # (N, 28, 28)
-        for kind, array, code in (("images-idx3", pixels, 3), ("labels-idx1", y.cpu().numpy().astype(np.uint8), 1)):
-            header = struct.pack(">BBBB", 0, 0, 0x08, code) + struct.pack(f">{code}I", *array.shape)
-            (raw / f"{prefix}-{kind}-ubyte").write_bytes(header + array.tobytes())
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", (x.cpu() * 255).round().to(torch.uint8).squeeze(1).numpy())
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", y.cpu().numpy().astype(np.uint8))
     return root
 
 
