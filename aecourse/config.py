@@ -101,20 +101,23 @@ class Config:
             self.n_train = min(self.n_train or FAST_TRAIN, FAST_TRAIN)
             self.n_test = min(self.n_test or FAST_TEST, FAST_TEST)
 
-    def budgeted_steps(self, epochs: int, n_train: int) -> int:
+    def budgeted_steps(self, epochs: int, n_train: int, whole_passes: bool = False) -> int:
         """Optimisation steps worth ``epochs`` passes over ``REFERENCE_TRAIN`` images, times ``budget``.
 
         The lessons' training time is set by the images a model sees, not by the size of its training
         set: ``round(epochs * budget * ceil(min(n_train, REFERENCE_TRAIN) / batch_size))`` steps, at least
         one. So on 8,000 images or fewer a model trains ``epochs * budget`` passes, and on full MNIST's
         60,000 it trains on as many images as on the 8,000-image split, in fewer passes (``fit`` cuts
-        the last one short). Fast mode caps it at ``FAST_EPOCHS`` passes.
+        the last one short; ``whole_passes`` rounds up to a whole pass instead, so that a short run can be
+        set beside the first passes of a longer one). Fast mode caps it at ``FAST_EPOCHS`` passes.
         """
         if n_train < 1 or epochs < 1:
             raise ValueError(f"need at least one epoch and one training image, got {epochs} and {n_train}")
         per_pass = -(-n_train // self.batch_size)
         reference = -(-min(n_train, REFERENCE_TRAIN) // self.batch_size)
         steps = max(1, round(epochs * self.budget * reference))
+        if whole_passes:
+            steps = -(-steps // per_pass) * per_pass
         return min(steps, FAST_EPOCHS * per_pass) if self.fast else steps
 
     @property

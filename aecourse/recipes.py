@@ -74,7 +74,8 @@ class Recipe:
         epochs = cfg.epochs if epochs is None else min(epochs, cfg.epochs)
         seed_everything(cfg.seed)
         model = (make or self.make)()
-        steps = cfg.budgeted_steps(epochs, len(data.train_x))
+        # a run shorter than the recipe's (a student's) ends on a whole pass, to stand beside the recipe's first ones
+        steps = cfg.budgeted_steps(epochs, len(data.train_x), whole_passes=epochs < cfg.epochs)
         return model, fit(model, data, cfg, objective or self.objective, steps=steps, progress=progress)
 
 

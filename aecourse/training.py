@@ -250,8 +250,8 @@ def fit_with_step(model: nn.Module, data: Dataset, step: Callable[[nn.Module, to
     over shuffled batches with Adam; the held-out per-image MSE after each epoch. Returns the ``History``.
 
     ``epochs`` (default ``cfg.epochs``) is capped by ``cfg.epochs``, so fast mode stays fast, and is a budget
-    as a recipe's is: passes over the 8,000-image split, so a larger training set trains on as many images
-    (``Config.budgeted_steps``; the last pass cut short).
+    as a recipe's is: passes over the 8,000-image split, so a larger training set trains on about as many
+    images (``Config.budgeted_steps``), in whole passes.
     """
     cfg = cfg or Config()
     epochs = cfg.epochs if epochs is None else min(epochs, cfg.epochs)  # fast mode's cap holds
@@ -260,7 +260,7 @@ def fit_with_step(model: nn.Module, data: Dataset, step: Callable[[nn.Module, to
     data = data.to(cfg.torch_device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     batches = Batches(data.train_x, data.train_y, cfg.batch_size, shuffle=True, seed=cfg.seed)
-    steps, done = cfg.budgeted_steps(epochs, len(data.train_x)), 0
+    steps, done = cfg.budgeted_steps(epochs, len(data.train_x), whole_passes=True), 0  # beside a recipe's first passes
     history = History()
     while done < steps:
         model.train()

@@ -123,6 +123,8 @@ def test_the_budget_gives_every_training_set_the_images_of_the_8000_image_split(
     assert full.budgeted_steps(20, 7_200) == 20 * 113  # a smaller set: the recipe's passes over it
     assert full.budgeted_steps(40, 60_000) == 40 * 125  # full MNIST: as many images, 5.3 of its passes
     assert full.budgeted_steps(3, 60_000) == 375  # less than one pass of it
+    assert full.budgeted_steps(3, 60_000, whole_passes=True) == 938  # ... or one whole pass (60,000 / 64)
+    assert full.budgeted_steps(3, 8_000, whole_passes=True) == 3 * 125
     assert Config(fast=False, budget=2).budgeted_steps(40, 60_000) == 2 * 40 * 125
     assert Config(fast=False, budget=0.001).budgeted_steps(1, 8_000) == 1  # at least one step
     assert Config(fast=True).budgeted_steps(40, 2_000) == 2 * 32  # fast mode's cap: 2 passes
