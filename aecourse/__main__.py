@@ -1,4 +1,4 @@
-"""The course's command line: ``python3 -m aecourse {lab,html,test,bench,grade,links,setup}``.
+"""The course's command line: ``python3 -m aecourse {lab,html,test,bench,grade,links,publish,setup}``.
 
 On a fresh clone the first command creates ``.venv/`` beside the sources and installs the
 package with the extras that command needs (``COMMAND_EXTRAS``) into it (a few minutes, once),
@@ -28,6 +28,7 @@ COMMAND_EXTRAS = {
     "bench": ("course", "instructor"),  # notebooks run through Jupyter; the grading benchmark needs nbgrader
     "grade": ("instructor",),  # instructors: nbgrader and the PostgreSQL driver
     "links": ("instructor",),  # regenerates lessons/ with nbgrader
+    "publish": (),  # the student distribution: copies and checks files
     "setup": ("course", "instructor", "dev"),
 }
 # The import names that show a part is installed ("" = the package's own dependencies).
@@ -170,6 +171,20 @@ def cmd_links(args: argparse.Namespace, rest: list[str]) -> int:
     return 0
 
 
+def cmd_publish(args: argparse.Namespace, rest: list[str]) -> int:
+    """Write the student distribution (lessons, package, docs; no solutions, no hidden tests) into DEST."""
+    from aecourse import publish
+
+    try:
+        dest = publish.publish(Path(args.dest), args.repository, args.zip)
+    except publish.PublishError as err:
+        print(f"aecourse publish: {err}", file=sys.stderr)
+        return 2
+    print(f"the student copy is in {dest}{' and ' + str(dest.with_suffix('.zip')) if args.zip else ''}: "
+          "push it as the students' repository, or hand out the zip")
+    return 0
+
+
 def cmd_setup(args: argparse.Namespace, rest: list[str]) -> int:
     """Only prepare the environment (done by the other commands too)."""
     print(f"aecourse: environment ready ({sys.executable})")
@@ -196,6 +211,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("bench", help=cmd_bench.__doc__, add_help=False).set_defaults(func=cmd_bench)
     sub.add_parser("grade", help=cmd_grade.__doc__, add_help=False).set_defaults(func=cmd_grade)
     sub.add_parser("links", help=cmd_links.__doc__).set_defaults(func=cmd_links)
+    publish = sub.add_parser("publish", help=cmd_publish.__doc__)
+    publish.add_argument("dest", help="a new folder for the student copy")
+    publish.add_argument("--repository", help="https://github.com/OWNER/NAME where the students' copy will live "
+                                              "(the lessons' Colab badges and install cells point there)")
+    publish.add_argument("--zip", action="store_true", help="also write DEST.zip")
+    publish.set_defaults(func=cmd_publish)
     sub.add_parser("setup", help=cmd_setup.__doc__).set_defaults(func=cmd_setup)
     return parser
 

@@ -30,7 +30,7 @@ from aecourse.classroom.sandbox import Limits, SandboxSpec
 LESSON = "01_autoencoders"
 POINTS = {"reconstruction_error": 2, "dense_autoencoder": 3, "train_step": 3, "smallest_beating_pca": 2}
 FULL = float(sum(POINTS.values()))  # the autograded points; the written answers wait for a person
-LIMITS = Limits(cell_seconds=30, notebook_seconds=300, memory_gib=6.0, processes=64)
+LIMITS = Limits(cell_seconds=30, notebook_seconds=300, memory_gib=6.0, processes=64, disk_gib=0.5, files=2000)
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(bool(sandbox_problem()), reason=f"no sandbox here: {sandbox_problem()}")]
@@ -119,6 +119,13 @@ def build_inbox(course, inbox: Path) -> dict[str, tuple[str, object]]:
             what="a kernel killed like the OOM killer does (SIGKILL)")
     hand_in("processes", with_cell(good, "import subprocess\nkids = [subprocess.Popen(['sleep', '30']) for _ in range(200)]"),
             what="200 processes (limit 64)")
+    hand_in("disk", with_cell(good, "with open('big.bin', 'wb') as f:\n    for _ in range(64):\n"
+                                    "        f.write(bytes(2**26))"), what="4 GiB written to one file (limit 0.5 GiB)")
+    hand_in("disk_many", with_cell(good, "import time\nfor i in range(10):\n    with open(f'part{i}.bin', 'wb') as f:\n"
+                                         "        f.write(bytes(2**26))\ntime.sleep(3)"),
+            what="640 MiB in 10 files of 64 MiB (limit 0.5 GiB in all)")
+    hand_in("files", with_cell(good, "import time\nfor i in range(20000):\n    open(f'f{i}', 'w').close()\n"
+                                     "time.sleep(3)"), what="20,000 files (limit 2,000)")
     (inbox / "malformed").mkdir()
     (inbox / "malformed" / f"{LESSON}.ipynb").write_text('{"cells": [{"cell_type": "code", "source": "x = 1"')
     cases["malformed"] = ("malformed JSON", "unreadable")
@@ -143,6 +150,34 @@ def build_inbox(course, inbox: Path) -> dict[str, tuple[str, object]]:
     hand_in("delegation", course.submission(LESSON, dict(good, **{
         e: __import__("textwrap").dedent(DELEGATIONS[(LESSON, e)]).strip() for e in ("reconstruction_error", "dense_autoencoder")})),
         what="answers that delegate to the course's reference", expect=FULL - 5)
+    wrong_error = _mistake("reconstruction_error", 0)
+    hand_in("rebind_check", with_cell(dict(good, reconstruction_error=wrong_error), (
+        "import contextlib\nclass Anything:\n    def __getattr__(self, name):\n        return lambda *a, **k: None\n"
+        "    def exercise(self, name):\n        return contextlib.nullcontext()\ncheck = Anything()"), at=answer),
+        what="a wrong answer, and the test's name `check` rebound to a permissive stand-in", expect=0.0)
+    tensor_step = good["train_step"].replace("return loss.item()", "return loss")  # not a float: wrong
+    assert tensor_step != good["train_step"]
+    hand_in("shadow_builtins", with_cell(dict(good, train_step=tensor_step), "isinstance = lambda *a: True\nabs = lambda x: 0"),
+            what="a step that returns a tensor, and the builtins its test uses shadowed", expect=FULL - 3)
+    hand_in("patch_torch", course.submission(LESSON, dict(good, reconstruction_error=(
+        "setattr(__import__('tor' + 'ch'), 'all' + 'close', lambda *a, **k: True)\n" + wrong_error))),
+        what="a wrong answer that replaces torch.allclose through an obfuscated setattr", expect=FULL - 2)
+    hand_in("swap_grader", course.submission(LESSON, dict(good, reconstruction_error=(
+        "import sys, types, aecourse.classroom\nfake = types.ModuleType('integrity')\n"
+        "fake.own_work = lambda what, call, *refs: call()\nsys.modules['aecourse.classroom.integrity'] = fake\n"
+        "aecourse.classroom.integrity = fake\ndef reconstruction_error(x_hat, x):\n"
+        "    return losses.mse(x_hat, x, reduction='none')"))),
+        what="a delegating answer that swaps the grader's module in sys.modules", expect=0.0)
+    hand_in("self_restoring", course.submission(LESSON, dict(good, reconstruction_error=(
+        "import torch\ndef reconstruction_error(x_hat, x):\n    real = torch.allclose\n    def fake(*a, **k):\n"
+        "        torch.allclose = real\n        return True\n    torch.allclose = fake\n"
+        "    return ((x_hat - x) ** 2).flatten(1).mean(dim=1)"))),
+        what="a wrong answer that patches torch.allclose when called and undoes it on first use", expect=FULL - 2)
+    hand_in("print_history", with_cell(dict(good, smallest_beating_pca=(
+        "def smallest_beating_pca(dims, ae_error, pca_error):\n    import re\n"
+        "    return min(int(n) for n in re.findall(r'== (\\d+)', '\\n'.join(In)))")),
+        "print = lambda *a, **k: None"),
+        what="an answer read from the cell history, and print redefined", expect=0.0)
     hand_in("warning", course.submission(LESSON, dict(good, reconstruction_error=(
         "import warnings\ndef reconstruction_error(x_hat, x):\n    warnings.warn('a harmless warning', UserWarning)\n"
         "    return ((x_hat - x) ** 2).flatten(1).sum(dim=1)"))), what="a correct answer that warns on stderr")
@@ -184,7 +219,8 @@ def graded_class(tmp_path_factory):
 
 def _sandbox_leftovers() -> set[str]:
     import tempfile
-    folders = {str(p) for p in Path(tempfile.gettempdir()).glob("aecourse-kernel-*")}
+    folders = {str(p) for pattern in ("aecourse-kernel-*", "aecourse-judge-*")
+               for p in Path(tempfile.gettempdir()).glob(pattern)}
     cgroups = [*Path("/sys/fs/cgroup").glob("aecourse-*"), *Path("/sys/fs/cgroup").glob("*/aecourse-*")]
     return folders | {str(p) for p in cgroups}
 
@@ -240,12 +276,21 @@ def test_each_outcome_says_why(graded_class):
     assert "ran longer than" in _notes(rows["loop"]) and "ran longer than" in _notes(rows["loop_sigint"])
     assert "kernel died" in _notes(rows["os_exit"]) and "exit status 3" in _notes(rows["os_exit"])
     assert "killed by signal 9" in _notes(rows["oom_kill"])
+    assert "limit 0.5 GiB" in _notes(rows["disk"]) and "limit 0.5 GiB" in _notes(rows["disk_many"])
+    assert "more than 2,000 files" in _notes(rows["files"])
     assert "not valid JSON" in _notes(rows["malformed"])
     assert "test-reconstruction_error: 0/2" in _notes(rows["deleted_test"])
     assert "cannot be trusted" in _notes(rows["transformer"]) and "flagged" in rows["transformer"]["status"]
     assert "tampered: check" in _notes(rows["monkeypatch"]) and "flagged" in rows["monkeypatch"]["status"]
     assert "get_ipython" in _notes(rows["transformer"]) and "monkeypatching" in _notes(rows["monkeypatch"])
     assert "sqlite3" in _notes(rows["gradebook"])
+    for student in ("patch_torch", "swap_grader", "self_restoring"):  # the judge saw the answer change its checks
+        assert "cannot be trusted" in _notes(rows[student]) and "flagged" in rows[student]["status"], student
+    assert "torch.allclose" in _notes(rows["patch_torch"]) and "sys.modules" in _notes(rows["swap_grader"])
+    for student in ("rebind_check", "print_history"):  # the kernel's seal: every test after the tampering
+        assert "cannot be trusted" in _notes(rows[student]) and "flagged" in rows[student]["status"], student
+    assert "apart from the notebook" in _notes(rows["shadow_builtins"])  # passed in its kernel, not in the judge
+    assert "flagged" in rows["shadow_builtins"]["status"]
     for student, row in rows.items():  # no silent zero: a score with notes, or a status that says why
         assert row["status"] != "graded" or row["score"] == FULL or row["notes"], student
 

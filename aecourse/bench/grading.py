@@ -2,13 +2,16 @@
 
 Each generated student hands in all five lessons: the instructor's answers with one exercise left
 blank (a different one per student), so every grade is known in advance. The class is graded
-twice in the same run, serially (SQLite) and with two workers (PostgreSQL), in the sandbox, in
-grading mode; the figures are seconds per full-course submission and the speed-up.
+serially (SQLite) and with two workers (PostgreSQL), each with the judge
+(``aecourse.classroom.judge``, which decides the points) and without it (points from the notebook
+run alone), all in the same run, in the sandbox, in grading mode; the figures are seconds per
+full-course submission, the judge's cost and the speed-up.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -17,6 +20,7 @@ import nbformat
 
 from aecourse import _paths
 from aecourse.classroom import autograde as ag
+from aecourse.classroom import judge as judge_module
 from aecourse.classroom import pgserver
 from aecourse.classroom.collect import collect
 from aecourse.classroom.course import Course
@@ -40,20 +44,22 @@ def make_class(course: Course, inbox: Path, students: int, lessons: list[str]) -
     return expected
 
 
-def grade_class(source: Course, folder: Path, students: int, lessons: list[str], workers: int, db: str | None) -> dict:
+def grade_class(source: Course, folder: Path, students: int, lessons: list[str], workers: int, db: str | None,
+                judge: bool = True) -> dict:
     course = source.copy_to(folder / "course")
     if db:
         course.db_url = db
     ag.release(course, lessons)
     expected = make_class(course, folder / "inbox", students, lessons)
     work = [(r.student, r.assignment) for r in collect(folder / "inbox", course) if r.status == "collected"]
-    spec = ag.course_spec(course)
+    spec = dataclasses.replace(ag.course_spec(course), judge=judge)
     start = time.perf_counter()
     ag.autograde(course, [], spec, lessons=lessons, log=lambda *a: None)  # the solutions only
     canary = time.perf_counter() - start
     start = time.perf_counter()
     rows = ag.autograde(course, work, spec, workers=workers, canary=False, log=lambda *a: None)
     seconds = time.perf_counter() - start
+    judge_module.close_servers()
     return {"seconds": seconds, "canary": canary, "expected": expected,
             "grades": {(r.student, r.assignment): r.score for r in rows}}
 
@@ -67,18 +73,25 @@ def run(students: int = 20, fast: bool = False, root: Path | None = None) -> Non
         students = 2 if fast else students
         print(f"Autograding {students} generated submissions of {len(lessons)} lesson(s) in the sandbox "
               "(grading mode; the solution of each lesson is graded first, once per class)\n")
-        serial = grade_class(source, tmp / "serial", students, lessons, 1, None)
-        with pgserver.server() as db:
-            parallel = grade_class(source, tmp / "parallel", students, lessons, 2, db)
-    print("| run | gradebook | wall time | seconds per full-course submission |\n|---|---|---|---|")
-    for name, run, db_name in (("serial", serial, "SQLite"), ("2 workers", parallel, "PostgreSQL")):
-        print(f"| {name} | {db_name} | {run['seconds']:.0f} s | {run['seconds'] / students:.1f} |")
-    print(f"\nthe solutions, graded first: {serial['canary']:.0f} s (serial run, cold cache), "
-          f"{parallel['canary']:.0f} s (2-worker run)")
-    print(f"\nspeed-up with 2 workers: {serial['seconds'] / parallel['seconds']:.2f}x (ideal 2.00x)")
-    same = serial["grades"] == parallel["grades"]
+        runs = {}
+        for judged in (False, True):
+            runs["serial", judged] = grade_class(source, tmp / f"serial{judged}", students, lessons, 1, None, judged)
+            with pgserver.server() as db:
+                runs["2 workers", judged] = grade_class(source, tmp / f"parallel{judged}", students, lessons, 2, db,
+                                                        judged)
+    print("| run | gradebook | judge | wall time | seconds per full-course submission |\n|---|---|---|---|---|")
+    for (name, judged), run in runs.items():
+        print(f"| {name} | {'SQLite' if name == 'serial' else 'PostgreSQL'} | {'yes' if judged else 'no'} | "
+              f"{run['seconds']:.0f} s | {run['seconds'] / students:.1f} |")
+    for name in ("serial", "2 workers"):
+        cost = runs[name, True]["seconds"] / runs[name, False]["seconds"] - 1
+        print(f"\nthe judge costs {cost:+.0%} ({name})", end="")
+    print(f"\nthe solutions, graded first: {runs['serial', True]['canary']:.0f} s (serial run, cold cache)")
+    serial, parallel = runs["serial", True], runs["2 workers", True]
+    print(f"speed-up with 2 workers: {serial['seconds'] / parallel['seconds']:.2f}x (ideal 2.00x)")
+    same = all(run["grades"] == serial["grades"] for run in runs.values())
     right = serial["grades"] == serial["expected"]
-    print(f"grades: serial == 2 workers: {same}; serial == the known answers: {right}")
+    print(f"grades: the same in all four runs: {same}; == the known answers: {right}")
 
 
 def main(args: argparse.Namespace) -> None:

@@ -22,8 +22,9 @@ import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 from traitlets.config import Config
 
+from . import judge
 from .course import Course, CourseError
-from .execute import STOPPED
+from .execute import JUDGE_SOURCE_ENV, STOPPED
 from .sandbox import SANDBOX_ENV, Limits, SandboxSpec, check_sandbox
 
 # nbgrader's gradebook warns about its own session handling on every read; it is not ours to fix.
@@ -91,6 +92,7 @@ def _grade_one(root: str, db_url: str, spec_json: str, assignment: str, student:
 
     os.chdir(root)
     os.environ[SANDBOX_ENV] = spec_json
+    os.environ[JUDGE_SOURCE_ENV] = str(Path(root) / "solutions")
     start = time.perf_counter()
     try:
         course = Course(root, db_url)
@@ -177,12 +179,15 @@ def autograde(course: Course, work: list[tuple[str, str]], spec: SandboxSpec, wo
     with Gradebook(course.db_url, course_id=course.course_id) as gb:
         for student in sorted({s for s, _ in work}):  # now, so parallel workers never race to create one
             gb.update_or_create_student(student)
-    if workers <= 1 or not jobs:
-        runs = [_grade_one(*job) for job in jobs]
-    else:
-        context = multiprocessing.get_context("spawn")
-        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            runs = list(pool.map(_grade_one, *zip(*jobs)))
+    try:
+        if workers <= 1 or not jobs:
+            runs = [_grade_one(*job) for job in jobs]
+        else:
+            context = multiprocessing.get_context("spawn")
+            with cf.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+                runs = list(pool.map(_grade_one, *zip(*jobs)))
+    finally:
+        judge.close_servers()  # this process's; each worker's closes when the worker exits
     return [outcome(course, a, s, run) for (s, a), run in zip(work, runs)]
 
 

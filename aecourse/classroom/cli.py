@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--notebook-seconds", type=int, default=Limits.notebook_seconds, help="time limit of a notebook")
     parser.add_argument("--memory-gib", type=float, default=Limits.memory_gib, help="memory limit of a kernel process")
     parser.add_argument("--processes", type=int, default=Limits.processes, help="process/thread limit of a kernel")
+    parser.add_argument("--disk-gib", type=float, default=Limits.disk_gib, help="what a kernel may write, in GiB")
+    parser.add_argument("--files", type=int, default=Limits.files, help="files a kernel may create")
     parser.add_argument("--no-sandbox", action="store_true",
                         help="run student code unsandboxed, with your permissions (only where bubblewrap cannot run)")
     return parser
@@ -72,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
                     if r.status == "collected" and r.assignment in lessons
                     and (not args.student or r.student in args.student)]
             print(f"autograding {len(work)} notebooks with {args.workers} worker(s); the solution first")
-            limits = Limits(args.cell_seconds, args.notebook_seconds, args.memory_gib, args.processes)
+            limits = Limits(args.cell_seconds, args.notebook_seconds, args.memory_gib, args.processes,
+                            args.disk_gib, args.files)
             rows = ag.autograde(course, work, ag.course_spec(course, limits, enabled=not args.no_sandbox),
                                 workers=args.workers)
             report.save_rows(course, "graded", rows)

@@ -14,6 +14,9 @@ import os
 import re
 import secrets
 import time
+from pathlib import Path
+
+import nbformat
 
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat.notebooknode import NotebookNode
@@ -22,6 +25,7 @@ from nbgrader.preprocessors import Execute
 from .sandbox import SANDBOX_ENV, SandboxedKernelManager, SandboxSpec
 
 MAX_SKIPS = 3
+JUDGE_SOURCE_ENV = "AECOURSE_JUDGE_SOURCE"  # the folder of the instructor's notebooks (set by the grader)
 STOPPED = "GradingStopped"  # the ename of the outputs this step writes
 
 
@@ -56,15 +60,36 @@ class SandboxedExecute(Execute):
             while True:
                 work = copy.deepcopy(original)
                 try:
-                    return super().preprocess(work, resources, km)
+                    nb, resources = super().preprocess(work, resources, km)
+                    break
                 except _Stop as stop:
                     self._skipped[stop.index] = stop.reason
                     self.log.warning("cell %d: %s", stop.index, stop.reason)
                     if len(self._skipped) > MAX_SKIPS or time.monotonic() >= self._deadline:
-                        return self._give_up(work, stop), resources
+                        nb = self._give_up(work, stop)
+                        break
+            if self.spec.judge:
+                self._judge(original, nb, resources)
+            return nb, resources
         finally:
             for manager in self._managers:  # whatever path the kernel ended by
                 manager.remove()
+
+    def _judge(self, submitted, nb, resources) -> None:
+        """The points: each exercise's tests again, in the judge, out of the submission's reach."""
+        from . import judge
+
+        source = os.environ.get(JUDGE_SOURCE_ENV)
+        info = (resources or {}).get("nbgrader", {})
+        path = Path(source or ".", info.get("assignment", ""), f"{info.get('notebook', '')}.ipynb")
+        if not source or not path.is_file():
+            verdicts = {c.metadata["nbgrader"]["grade_id"]: {
+                "passed": False, "tampered": [], "message": f"the instructor's notebook {path} is missing"}
+                for c in nb.cells if judge._is_test(c)}
+        else:
+            plan = judge.make_plan(nbformat.read(path, as_version=4), submitted)
+            verdicts = judge.run_plan(plan, self.spec, max(60.0, self._deadline - time.monotonic()))
+        judge.apply(nb, verdicts)
 
     def create_kernel_manager(self):
         manager = super().create_kernel_manager()
@@ -101,11 +126,15 @@ class SandboxedExecute(Execute):
     def _run(self, cell, resources, index):
         """Execute one cell; a timeout or a dead kernel becomes a ``_Stop`` that names the reason."""
         try:
-            return super().preprocess_cell(cell, resources, index)
+            done = super().preprocess_cell(cell, resources, index)
         except CellTimeoutError:
             raise _Stop(index, f"this cell ran longer than {self.timeout} s and was stopped") from None
         except DeadKernelError:
             raise _Stop(index, f"the kernel died while running this cell{self._death_reason()}") from None
+        over = self.km.disk_over() if hasattr(self.km, "disk_over") else ""
+        if over:  # the cell wrote past the disk limits and ended before the watch stopped it
+            raise _Stop(index, f"this cell wrote past the disk limits: {over}")
+        return done
 
     def _run_sealed(self, cell, resources, index):
         """Run a test cell with a last line that prints a secret token only if the cell really ran with
@@ -136,11 +165,15 @@ class SandboxedExecute(Execute):
 
     def _death_reason(self) -> str:
         """How the kernel ended, from its process's exit status, when there is one to read."""
+        if getattr(self.km, "over_limit", ""):
+            return f" (stopped: {self.km.over_limit})"
         process = getattr(getattr(self.km, "provisioner", None), "process", None)
         code = process.poll() if process is not None else None
         if code is None:
             return ""
         signal = -code if code < 0 else code - 128 if code > 128 else 0  # bubblewrap reports signal N as 128 + N
+        if signal == 25:  # SIGXFSZ
+            return " (killed by signal 25: a file grew past the disk limit)"
         if signal:
             return f" (killed by signal {signal}: out of memory, or stopped from outside)"
         return f" (exit status {code}: os._exit or a crash)"

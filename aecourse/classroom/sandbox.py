@@ -8,8 +8,10 @@ never put on its ``sys.path``, so an ``aecourse.py`` or ``torch/`` handed in bes
 cannot change what the tests import.
 
 Limits: address space (``RLIMIT_AS``) per process; processes through a ``pids`` cgroup when one can
-be made (as root), else ``RLIMIT_NPROC`` (as a normal user); wall-clock time per cell and per
-notebook is enforced by ``aecourse.classroom.execute``.
+be made (as root), else ``RLIMIT_NPROC`` (as a normal user); disk: each file at most
+``Limits.disk_gib`` (``RLIMIT_FSIZE``), the private folder as a whole watched twice a second for its
+size and number of files (the kernel is stopped past either), ``/tmp`` a small size-limited tmpfs;
+wall-clock time per cell and per notebook is enforced by ``aecourse.classroom.execute``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 import dataclasses
@@ -29,6 +32,7 @@ from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
 
+TMP_BYTES = 256 * 2**20  # the sandbox's /tmp (TMPDIR points into the private folder, which has the quota)
 SANDBOX_ENV = "AECOURSE_SANDBOX"  # JSON of SandboxSpec, set by the grader for its kernel manager
 
 
@@ -43,6 +47,8 @@ class Limits:
     notebook_seconds: int = 900  # wall-clock seconds for the whole notebook, reruns included
     memory_gib: float = 6.0  # address space of each process in the sandbox (torch reserves ~2 GiB)
     processes: int = 64  # processes and threads in the sandbox (a fork bomb stops here)
+    disk_gib: float = 2.0  # what the kernel may write, all files together (and each file at most)
+    files: int = 10_000  # files and folders the kernel may create
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,7 @@ class SandboxSpec:
     enabled: bool = True  # False: run kernels unsandboxed (the instructor opted out)
     cache: str = ""  # checkpoints every kernel starts from (a private copy of them)
     warm_cache: bool = False  # True for the instructor's solution only: it writes into ``cache``
+    judge: bool = True  # False: points from the notebook run alone (``bench grading`` measures the judge's cost)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -78,8 +85,9 @@ def python_roots() -> list[str]:
     return sorted(found | {os.path.abspath(r) for r in roots if Path(r).exists()})
 
 
-def bwrap_command(workdir: Path, spec: SandboxSpec, argv: list[str]) -> list[str]:
-    """The bubblewrap command line that runs ``argv`` with ``workdir`` as its only writable folder."""
+def bwrap_command(workdir: Path, spec: SandboxSpec, argv: list[str], writable: bool = True) -> list[str]:
+    """The bubblewrap command line that runs ``argv`` with ``workdir`` as its only writable folder
+    (read-only too when not ``writable``: the judge writes nowhere but its private ``/tmp``)."""
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         raise SandboxError("bubblewrap is not installed: install the Debian package `bubblewrap` "
@@ -87,7 +95,7 @@ def bwrap_command(workdir: Path, spec: SandboxSpec, argv: list[str]) -> list[str
                            "(student code then runs with your permissions).")
     cmd = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
            "--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc",
-           "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+           "--proc", "/proc", "--dev", "/dev", "--size", str(TMP_BYTES), "--tmpfs", "/tmp"]
     for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
         if os.path.islink(top):
             cmd += ["--symlink", os.readlink(top), top]
@@ -95,8 +103,8 @@ def bwrap_command(workdir: Path, spec: SandboxSpec, argv: list[str]) -> list[str
             cmd += ["--ro-bind", top, top]
     for root in python_roots() + [str(Path(p).resolve()) for p in spec.readonly]:
         cmd += ["--ro-bind", os.path.realpath(root), root]
-    cmd += ["--bind", str(workdir), str(workdir), "--chdir", str(workdir / "cwd")]
-    if spec.warm_cache and spec.cache:
+    cmd += ["--bind" if writable else "--ro-bind", str(workdir), str(workdir), "--chdir", str(workdir / "cwd")]
+    if writable and spec.warm_cache and spec.cache:
         cmd += ["--bind", spec.cache, spec.cache]
     for key, value in kernel_env(workdir, spec).items():
         cmd += ["--setenv", key, value]
@@ -109,7 +117,7 @@ def kernel_env(workdir: Path, spec: SandboxSpec) -> dict[str, str]:
     checkpoints = spec.cache if spec.warm_cache and spec.cache else str(workdir / "checkpoints")
     return {"HOME": str(home), "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "LANG": "C.UTF-8",
             "MPLCONFIGDIR": str(home / "matplotlib"), "MPLBACKEND": "agg", "PYTHONNOUSERSITE": "1",
-            "PYTHONDONTWRITEBYTECODE": "1", "NBGRADER_EXECUTION": "autograde", "AECOURSE_WIDGETS": "static",
+            "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": str(home), "NBGRADER_EXECUTION": "autograde", "AECOURSE_WIDGETS": "static",
             "AECOURSE_CACHE_DIR": checkpoints, "AECOURSE_DATA_DIR": str(workdir / "data"),
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), **dict(spec.env)}
 
@@ -183,10 +191,11 @@ def own_task_count() -> int:
 def launch(argv: list[str]) -> None:
     """Entry point run just before bubblewrap: apply limits, join the cgroup, then exec ``argv``.
 
-    ``argv`` is ``[memory_bytes, cgroup_or_-, nproc_or_-, command...]``.
+    ``argv`` is ``[memory_bytes, file_bytes, cgroup_or_-, nproc_or_-, command...]``.
     """
-    memory, cgroup, nproc, *command = argv
+    memory, file_bytes, cgroup, nproc, *command = argv
     resource.setrlimit(resource.RLIMIT_AS, (int(memory), int(memory)))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (int(file_bytes), int(file_bytes)))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     if cgroup != "-":
         Path(cgroup, "cgroup.procs").write_text(str(os.getpid()))
@@ -202,8 +211,8 @@ def limit_prefix(limits: Limits, cgroup: Path | None) -> list[str]:
                            "and no pids cgroup could be made under /sys/fs/cgroup. Grade as a normal user, "
                            "or pass --no-sandbox to grade without protections.")
     nproc = "-" if cgroup is not None else str(own_task_count() + limits.processes)
-    memory = int(limits.memory_gib * 2**30)
-    return [sys.executable, "-m", "aecourse.classroom.sandbox", str(memory), str(cgroup or "-"), nproc]
+    memory, disk = int(limits.memory_gib * 2**30), int(limits.disk_gib * 2**30)
+    return [sys.executable, "-m", "aecourse.classroom.sandbox", str(memory), str(disk), str(cgroup or "-"), nproc]
 
 
 class SandboxedKernelManager(AsyncKernelManager):
@@ -217,6 +226,34 @@ class SandboxedKernelManager(AsyncKernelManager):
         self.transport = "ipc"  # Unix sockets in the private folder: the sandbox has no network
         self.ip = str(self.workdir / "run" / "kernel")
         self.connection_file = str(self.workdir / "run" / "kernel.json")
+        self.over_limit = ""  # why the disk watch stopped the kernel, if it did
+        self._unwatched, self._watcher, self._disk_start = threading.Event(), None, None
+
+    def disk_over(self) -> str:
+        """Why the kernel's private folder is past the limits ("" while it is not)."""
+        limits = self.spec.limits
+        if self._disk_start is None:
+            return ""
+        size, count = folder_usage(self.workdir, limits.files)
+        size, count = size - self._disk_start[0], count - self._disk_start[1]
+        if size >= limits.disk_gib * 2**30:  # a file that met RLIMIT_FSIZE reaches it exactly
+            return f"it wrote {size / 2**30:.2f} GiB (limit {limits.disk_gib:g} GiB)"
+        if count > limits.files:
+            return f"it made more than {limits.files:,} files (limit {limits.files:,})"
+        return ""
+
+    def _watch_disk(self) -> None:
+        """Stop the kernel as soon as its private folder is past the limits (a thread): a cell that
+        never ends is stopped while it writes; one that ends is caught after it, by the executor."""
+        self._disk_start = folder_usage(self.workdir, self.spec.limits.files)
+        while not self._unwatched.wait(0.5):
+            reason = self.disk_over()
+            if reason:
+                self.over_limit = reason
+                process = getattr(self.provisioner, "process", None)
+                if process is not None and process.poll() is None:
+                    process.kill()
+                return
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         argv = super().format_kernel_cmd(extra_arguments)
@@ -233,6 +270,9 @@ class SandboxedKernelManager(AsyncKernelManager):
                      else kernel_env(self.workdir, self.spec))
         self._log = open(self.workdir / "run" / "kernel.log", "wb")  # noqa: SIM115 (closed by remove())
         kw["stdout"] = kw["stderr"] = self._log
+        if self.spec.enabled and self._watcher is None:
+            self._watcher = threading.Thread(target=self._watch_disk, daemon=True)
+            self._watcher.start()
         return cmd, kw
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
@@ -242,10 +282,32 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     def remove(self) -> None:
         """Delete this kernel's cgroup and private folder (its processes must have ended)."""
+        self._unwatched.set()
         if getattr(self, "_log", None) is not None:
             self._log.close()
         remove_cgroup(self.cgroup)
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def folder_usage(folder: Path, most: int) -> tuple[int, int]:
+    """(bytes, entries) under ``folder``, counting no further than ``most + 1`` entries past the start."""
+    size = count = 0
+    stack = [str(folder)]
+    while stack and count <= most * 2:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    count += 1
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(entry.path)
+                        else:
+                            size += entry.stat(follow_symlinks=False).st_blocks * 512
+                    except OSError:
+                        continue
+        except OSError:
+            continue
+    return size, count
 
 
 def check_sandbox(spec: SandboxSpec) -> None:

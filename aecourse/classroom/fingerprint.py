@@ -1,0 +1,257 @@
+"""A fingerprint of the interpreter state that the grader's checks rely on, and what changed since.
+
+Taken once in the judge (``aecourse.classroom.judge``) before any submitted code runs, then compared
+each time control passes between the submission's code and the grader's. It covers:
+
+- every loaded module's namespace (a value replaced or removed; a new name is allowed in a module,
+  where importing a submodule adds one, but not in a class, where it would override an inherited
+  method), ``builtins`` and ``sys`` included;
+- every class found in those namespaces, with its bases (``torch.Tensor``, ``nn.Module``, the
+  course's models);
+- every function there: its code, defaults and closure cells (``f.__code__ = ...``);
+- registries that change what trusted code does without touching a name: ``sys.modules`` entries,
+  import hooks, ``copyreg`` and ``copy`` dispatch tables, torch's global module hooks, torch function
+  and dispatch modes, grad mode, the default dtype, signal handlers, ``gc.callbacks``, trace and
+  profile functions, and threads.
+
+Comparisons are by identity (``is``), so a value equal to the original but not the original is a change.
+"""
+
+from __future__ import annotations
+
+import copy
+import copyreg
+import gc
+import itertools
+import operator
+import signal
+import sys
+import types
+import warnings
+from typing import Any, Callable
+
+# Names that the interpreter or libraries rewrite on their own while honest code runs.
+VOLATILE_NAMES = frozenset({"__warningregistry__", "_abc_impl", "__slotnames__", "__abstractmethods__",
+                            "__annotations__", "__parameters__", "_is_protocol", "__orig_bases__",
+                            "_abc_registry", "_abc_cache", "_abc_negative_cache", "_abc_negative_cache_version"})
+VOLATILE_MODULES = ("__main__", "__mp_main__", "linecache", "torch.distributed", "torch._C._distributed",
+                    "torch.compiler", "torch._higher_order_ops", "torch._weights_only_unpickler", "sympy", "torch._dynamo", "torch._inductor", "torch.fx.experimental",
+                    "torch._functorch", "torch._subclasses", "torch.utils._sympy", "IPython", "ipykernel",
+                    "jupyter_client", "zmq", "tornado", "traitlets", "asyncio", "matplotlib", "PIL",
+                    "encodings", "pkg_resources", "_pytest", "pytest", "pluggy")
+
+VOLATILE_ATTRS = frozenset({"warnings.filters", "warnings._onceregistry", "warnings.showwarning",
+                            "warnings._showwarnmsg_impl", "warnings._showwarnmsg", "warnings._filters_version",
+                            "tempfile.tempdir", "torch.utils.hooks.RemovableHandle.next_id"})
+
+# The modules the grader's checks run on: their namespaces, classes and functions are fingerprinted.
+SCOPE = ("builtins", "sys", "torch", "torch._C", "torch._tensor", "torch.functional", "torch.overrides",
+         "torch.random", "torch.serialization", "torch.utils.hooks", "torch.nn", "torch.optim", "torch.autograd",
+         "torch.distributions", "torch.linalg", "torch.special", "numpy", "math", "copy", "copyreg", "functools",
+         "operator", "itertools", "collections", "inspect", "types", "re", "warnings", "contextlib", "abc",
+         "weakref", "typing", "dataclasses", "enum", "aecourse")
+SUBMODULES = ("torch.nn.", "torch.optim.", "torch.autograd.", "torch.distributions.", "aecourse.", "collections.")
+
+_is = operator.is_
+_code = operator.attrgetter("__code__")
+_defaults = operator.attrgetter("__defaults__")
+_kwdefaults = operator.attrgetter("__kwdefaults__")
+_contents = operator.attrgetter("cell_contents")
+_values = operator.methodcaller("values")
+
+
+def in_scope(module_name: str) -> bool:
+    return module_name in SCOPE or module_name.startswith(SUBMODULES)
+
+
+def _volatile(module_name: Any) -> bool:
+    return not isinstance(module_name, str) or module_name.startswith(VOLATILE_MODULES)
+
+
+class Fingerprint:
+    """The state to compare against; ``changes()`` lists what differs, in words."""
+
+    def __init__(self, state: Callable[[], dict[str, Any]] | None = None) -> None:
+        with warnings.catch_warnings():  # some libraries warn when a deprecated name is looked at
+            warnings.simplefilter("ignore")
+            self._take(state)
+
+    def _take(self, state: Callable[[], dict[str, Any]] | None) -> None:
+        self._state = state or default_state
+        self.spaces: list[tuple[str, bool, Any, tuple, list]] = []  # (label, is_class, mapping, keys, values)
+        classes: dict[int, type] = {}
+        functions: dict[int, types.FunctionType] = {}
+        self.modules = {name: m for name, m in list(sys.modules.items())
+                        if isinstance(m, types.ModuleType) and in_scope(name)}
+        for name, module in self.modules.items():
+            space = module.__dict__
+            if not _volatile(name):
+                self.spaces.append((name, False, space, tuple(space), list(space.values())))
+            for value in list(space.values()):
+                if isinstance(value, type):
+                    for klass in value.__mro__:
+                        classes.setdefault(id(klass), klass)
+                elif isinstance(value, types.FunctionType):
+                    functions.setdefault(id(value), value)
+        for klass in classes.values():
+            if _volatile(getattr(klass, "__module__", "")):
+                continue
+            space = vars(klass)
+            self.spaces.append((f"{klass.__module__}.{klass.__qualname__}", True, space, tuple(space),
+                                list(space.values())))
+            for value in list(space.values()):
+                inner = value.__func__ if isinstance(value, (staticmethod, classmethod)) else value
+                if isinstance(inner, types.FunctionType):
+                    functions.setdefault(id(inner), inner)
+        self.functions = [f for f in functions.values() if not _volatile(f.__module__ or "")]
+        self.codes = list(map(_code, self.functions))
+        self.defaults = list(map(_defaults, self.functions))
+        self.kwdefaults = list(map(_kwdefaults, self.functions))
+        self.cells = [c for f in self.functions for c in (f.__closure__ or ()) if _filled(c)]
+        self.cell_values = list(map(_contents, self.cells))
+        self.state = self._state()
+        self._index()
+
+    def changes(self) -> list[str]:
+        """What differs from the fingerprint, each as ``where: what`` (empty when nothing does).
+
+        The common case, nothing changed, is a few passes in C over every value kept (about 3 ms for
+        torch and the course); only a difference is looked at name by name. Should the comparison
+        itself break (a builtin it uses was replaced), that is a change too."""
+        try:
+            return self._changes()
+        except Exception as err:  # noqa: BLE001
+            return [f"the interpreter, which could not even be compared ({type(err).__name__}: {err})"]
+
+    def _changes(self) -> list[str]:
+        spaces = self._stable
+        if (list(map(len, spaces)) == self._lengths and not self._careful_changes()
+                and all(map(_is, itertools.chain.from_iterable(map(_values, spaces)), self._flat))
+                and all(map(_is, map(_code, self.functions), self.codes))
+                and all(map(_is, map(_defaults, self.functions), self.defaults))
+                and all(map(_is, map(_kwdefaults, self.functions), self.kwdefaults))
+                and self._cells_same() and self._modules_same()):
+            now = self._state()
+            return [key for key, value in self.state.items() if not _same(now.get(key, _MISSING), value)]
+        return self._slow_changes()
+
+    def _careful_changes(self) -> list[str]:
+        """The few namespaces where a name changes on its own (``warnings.filters``), name by name."""
+        return [f"{label}.{k}" for label, _, space, keys, values in self._careful for k, v in zip(keys, values)
+                if f"{label}.{k}" not in VOLATILE_ATTRS and space.get(k, _MISSING) is not v]
+
+    def _cells_same(self) -> bool:
+        try:
+            return all(map(_is, map(_contents, self.cells), self.cell_values))
+        except ValueError:  # a cell emptied
+            return False
+
+    def _modules_same(self) -> bool:
+        return all(map(_is, map(sys.modules.get, self._module_names, self._module_objects), self._module_objects))
+
+    def _slow_changes(self) -> list[str]:
+        found: list[str] = []
+        for index, (label, is_class, space, keys, values) in enumerate(self.spaces):
+            if len(space) == len(keys) and all(map(_is, space.values(), values)):
+                continue
+            changed = [k for k, v in zip(keys, values) if k not in VOLATILE_NAMES and space.get(k, _MISSING) is not v]
+            added = [k for k in space if k not in VOLATILE_NAMES and k not in set(keys)] if is_class else []
+            found += [f"{label}.{k}" for k in changed + added if f"{label}.{k}" not in VOLATILE_ATTRS]
+            if not [k for k in changed + added if f"{label}.{k}" not in VOLATILE_ATTRS]:
+                self.spaces[index] = (label, is_class, space, tuple(space), list(space.values()))  # the new normal
+        self._index()
+        found += [f"{_name(f)}.__code__" for f, c in zip(self.functions, self.codes) if f.__code__ is not c]
+        found += [f"{_name(f)}.__defaults__" for f, d in zip(self.functions, self.defaults) if f.__defaults__ is not d]
+        found += [f"{_name(f)}.__kwdefaults__" for f, d in zip(self.functions, self.kwdefaults)
+                  if f.__kwdefaults__ is not d]
+        if not self._cells_same():
+            found.append("a closure cell of a library function")
+        found += [f"sys.modules[{name!r}]" for name, module in self.modules.items()
+                  if sys.modules.get(name, module) is not module]
+        now = self._state()
+        return found + [key for key, value in self.state.items() if not _same(now.get(key, _MISSING), value)]
+
+    def _index(self) -> None:
+        """The flat lists the fast comparison walks."""
+        careful = {label.rsplit(".", 1)[0] for label in VOLATILE_ATTRS}
+        self._careful = [entry for entry in self.spaces if entry[0] in careful]
+        stable = [entry for entry in self.spaces if entry[0] not in careful]
+        self._stable = [space for _, _, space, _, _ in stable]
+        self._lengths = [len(keys) for _, _, _, keys, _ in stable]
+        self._flat = [v for _, _, _, _, values in stable for v in values]
+        self._module_names = list(self.modules)
+        self._module_objects = list(self.modules.values())
+
+
+_MISSING = object()
+
+
+def _filled(cell) -> bool:
+    try:
+        cell.cell_contents
+    except ValueError:
+        return False
+    return True
+
+
+def _name(f) -> str:
+    return f"{f.__module__}.{f.__qualname__}"
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(map(_is, a, b))
+    return a is b or (isinstance(a, (int, bool, str)) and a == b)
+
+
+def _flat(mapping: dict) -> tuple:
+    return tuple(x for item in mapping.items() for x in item)
+
+
+def warm_up() -> None:
+    """Let torch and the standard library make their one-time changes now, before the fingerprint:
+    torch's compiler support loads (on the first optimizer otherwise), each optimizer class wraps its
+    own ``step`` when first built, ``tempfile`` picks its folder."""
+    import tempfile
+
+    import torch
+    import torch._dynamo  # noqa: F401  (imported by the first optimizer otherwise, and it patches torch then)
+
+    tempfile.gettempdir()
+    stack = [torch.optim.Optimizer]
+    while stack:
+        for klass in stack.pop().__subclasses__():
+            stack.append(klass)
+            if not getattr(klass.step, "hooked", None):  # as Optimizer._patch_step_function does
+                klass.step = torch.optim.Optimizer.profile_hook_step(klass.step)
+                klass.step.hooked = True
+
+
+SIGNALS = tuple(s for s in sorted(signal.valid_signals()) if s not in (signal.SIGKILL, signal.SIGSTOP))
+
+
+def default_state() -> dict[str, Any]:
+    """Registries and switches outside any namespace that change what trusted code does."""
+    state: dict[str, Any] = {
+        "sys.meta_path": tuple(sys.meta_path), "sys.path_hooks": tuple(sys.path_hooks),
+        "sys.gettrace()": sys.gettrace(), "gc.callbacks": tuple(gc.callbacks),
+        "copyreg.dispatch_table": _flat(copyreg.dispatch_table),
+        "copy._deepcopy_dispatch": _flat(copy._deepcopy_dispatch),  # type: ignore[attr-defined]
+        "signal handlers": tuple(map(signal.getsignal, SIGNALS)),
+        "threads": len(sys._current_frames()),
+    }
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        from torch.nn.modules import module as nn_module
+
+        state.update({
+            "torch.get_default_dtype()": torch.get_default_dtype(),
+            "torch function modes": torch._C._len_torch_function_stack(),
+            "torch dispatch modes": torch._C._len_torch_dispatch_stack(),
+            "torch.are_deterministic_algorithms_enabled()": torch.are_deterministic_algorithms_enabled(),
+        })
+        for name in dir(nn_module):
+            value = getattr(nn_module, name)
+            if name.startswith("_global_") and isinstance(value, dict):
+                state[f"torch.nn.modules.module.{name}"] = _flat(value)
+    return state

@@ -1,0 +1,217 @@
+"""The judge decides the points out of the submission's reach (``aecourse.classroom.judge``).
+
+Hostile answers of every kind the threat model names (``docs/instructors.md``) are judged in the
+judge's sandboxed process and must lose their points, and be flagged when the judge saw the
+tampering; honest answers written in unusual ways must keep their points and never be flagged;
+the instructor's solutions pass and every catalogued mistake fails. The same submissions through
+the whole nbgrader pipeline are in ``test_autograde.py``.
+"""
+
+from __future__ import annotations
+
+import copy
+import textwrap
+
+import nbformat
+import pytest
+from support import ROOT, code_cell, sandbox_problem
+from test_exercise_mistakes import CATALOGUE
+
+from aecourse.classroom import judge
+from aecourse.classroom.sandbox import Limits, SandboxSpec
+
+LESSON = "01_autoencoders"
+SPEC = SandboxSpec(Limits(cell_seconds=30), enabled=not sandbox_problem())
+SOURCE = {p.parent.name: nbformat.read(p, as_version=4) for p in sorted((ROOT / "solutions").glob("*/*.ipynb"))}
+RIGHT = {  # correct answers by exercise, as a student would write them
+    "reconstruction_error": "def reconstruction_error(x_hat, x):\n    return ((x_hat - x) ** 2).flatten(1).sum(dim=1)",
+}
+WRONG = {  # the first catalogued mistake of each lesson-1 exercise
+    e: textwrap.dedent(CATALOGUE[(LESSON, e)][0][1]).strip()
+    for e in ("reconstruction_error", "dense_autoencoder", "train_step", "smallest_beating_pca")}
+
+pytestmark = pytest.mark.slow
+
+
+def submission(answers: dict[str, str], extra: list[tuple[str, str]] = (), lesson: str = LESSON):
+    """The solution notebook with some answers replaced (by grade id) and extra cells before a cell."""
+    nb = copy.deepcopy(SOURCE[lesson])
+    for cell in nb.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if gid in answers:
+            cell.source = answers[gid]
+    for before, source in extra:
+        at = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == before)
+        nb.cells.insert(at, code_cell(source))
+    return nb
+
+
+def verdicts(nb, lesson: str = LESSON) -> dict[str, dict]:
+    got = judge.run_plan(judge.make_plan(SOURCE[lesson], nb), SPEC, 300)
+    return {k.removeprefix("test-"): v for k, v in got.items()}
+
+
+def test_the_solutions_pass_and_nothing_is_flagged():
+    for lesson in SOURCE:
+        for exercise, verdict in verdicts(SOURCE[lesson], lesson).items():
+            assert verdict["passed"] and not verdict["tampered"], (lesson, exercise, verdict)
+
+
+def test_every_catalogued_mistake_fails():
+    """The k-th mistake of every exercise of a lesson, in one submission per lesson and k."""
+    failures = []
+    for lesson in SOURCE:
+        entries = {e: v for (name, e), v in CATALOGUE.items() if name == lesson}
+        for k in range(max(map(len, entries.values()))):
+            wrong = {e: v[k] for e, v in entries.items() if k < len(v)}
+            got = verdicts(submission({e: textwrap.dedent(w[1]).strip() for e, w in wrong.items()}, lesson=lesson),
+                           lesson)
+            failures += [f"{lesson}/{e}: {w[0]}" for e, w in wrong.items() if got[e]["passed"]]
+    assert not failures, failures
+
+
+# Each attack: where its code goes, and whether the judge must see it (flag) or simply fail the answers.
+PERMISSIVE_CHECK = """
+import contextlib
+class _Anything:
+    def __getattr__(self, name):
+        return lambda *a, **k: a[0] if a else None
+    def exercise(self, name):
+        return contextlib.nullcontext()
+check = _Anything()"""
+ATTACKS = {
+    "rebinds the test's name `check` to a permissive stand-in (extra cell)":
+        ({}, [("reconstruction_error", PERMISSIVE_CHECK)], False),
+    "rebinds `check` inside the answer cell":
+        ({"reconstruction_error": WRONG["reconstruction_error"] + "\n" + PERMISSIVE_CHECK}, [], False),
+    "shadows builtins the tests use (extra cell)":
+        ({}, [("reconstruction_error", "isinstance = lambda *a: True\nabs = lambda x: 0\nlen = lambda x: 2")], False),
+    "patches builtins inside the answer":
+        ({"reconstruction_error": "import builtins\nbuiltins.isinstance = lambda *a: True\n"
+          + WRONG["reconstruction_error"]}, [], True),
+    "replaces torch.allclose through an obfuscated setattr in the answer":
+        ({"reconstruction_error": "setattr(__import__('tor' + 'ch'), 'all' + 'close', lambda *a, **k: True)\n"
+          + WRONG["reconstruction_error"]}, [], True),
+    "patches a torch.Tensor method in the answer":
+        ({"reconstruction_error": "import torch\nsetattr(getattr(torch, 'Ten' + 'sor'), 'allclose', "
+          "lambda *a, **k: True)\ntorch.Tensor.__eq__ = lambda a, b: True\n" + WRONG["reconstruction_error"]}, [],
+         True),
+    "patches the course's reference that a hidden test compares with":
+        ({"reconstruction_error": WRONG["reconstruction_error"] + "\nlosses.mse = lambda a, b, reduction='mean': "
+          "((a - b) ** 2).flatten(1).mean(dim=1)"}, [], True),
+    "replaces a check's code object":
+        ({"reconstruction_error": "from aecourse import check as c\nc.close.__code__ = (lambda *a, **k: None).__code__\n"
+          + WRONG["reconstruction_error"]}, [], True),
+    "swaps the grader's module in sys.modules and its package":
+        ({"reconstruction_error": "import sys, types, aecourse.classroom\nfake = types.ModuleType('integrity')\n"
+          "fake.own_work = lambda what, call, *refs: call()\nsys.modules['aecourse.classroom.integrity'] = fake\n"
+          "aecourse.classroom.integrity = fake\ndef reconstruction_error(x_hat, x):\n"
+          "    return losses.mse(x_hat, x, reduction='none')"}, [], True),
+    "adds an import hook":
+        ({"reconstruction_error": "import sys\nclass Hook:\n    def find_spec(self, *a, **k):\n        return None\n"
+          "sys.meta_path.insert(0, Hook())\n" + WRONG["reconstruction_error"]}, [], True),
+    "sets a trace function":
+        ({"reconstruction_error": "import sys\nsys.settrace(lambda *a: None)\n" + WRONG["reconstruction_error"]}, [],
+         True),
+    "sets a profile function when called":
+        ({"reconstruction_error": "import sys\ndef reconstruction_error(x_hat, x):\n    sys.setprofile(None)\n"
+          "    return ((x_hat - x) ** 2).flatten(1).mean(dim=1)"}, [], True),
+    "patches torch.allclose when called, and undoes it on first use":
+        ({"reconstruction_error": "import torch\ndef reconstruction_error(x_hat, x):\n    real = torch.allclose\n"
+          "    def fake(*a, **k):\n        torch.allclose = real\n        return True\n"
+          "    torch.allclose = fake\n    return ((x_hat - x) ** 2).flatten(1).mean(dim=1)"}, [], True),
+    "redefines print (extra cell)":
+        ({}, [("reconstruction_error", "print = lambda *a, **k: None")], False),
+    "reads its own cell history":
+        ({"smallest_beating_pca": "def smallest_beating_pca(dims, ae_error, pca_error):\n    import re\n"
+          "    return min(int(n) for n in re.findall(r'== (\\d+)', '\\n'.join(In)))"}, [], False),
+    "adds input and AST transformers (extra cell)":
+        ({}, [("reconstruction_error", "ip = get_ipython()\nip.input_transformers_cleanup.append(lambda lines: [])\n"
+               "import ast\nclass Strip(ast.NodeTransformer):\n    def visit_Call(self, node):\n"
+               "        return ast.Constant(None)\nip.ast_transformers.append(Strip())")], False),
+    "walks the interpreter's objects":
+        ({"reconstruction_error": "import gc\nsecrets = [o for o in gc.get_objects() if isinstance(o, str)]\n"
+          + WRONG["reconstruction_error"]}, [], True),
+    "reads the grader's frames":
+        ({"reconstruction_error": "import sys\ndef reconstruction_error(x_hat, x):\n    sys._getframe(1)\n"
+          "    return ((x_hat - x) ** 2).flatten(1).mean(dim=1)"}, [], True),
+    "calls C through ctypes":
+        ({"reconstruction_error": "import ctypes\nctypes.string_at(id(1), 8)\n" + WRONG["reconstruction_error"]}, [],
+         True),
+    "writes a verdict into every open file descriptor":
+        ({"reconstruction_error": "import os\nfor fd in range(3, 64):\n    try:\n"
+          "        os.write(fd, b'{\"test-reconstruction_error\": {\"passed\": true, \"message\": \"\", "
+          "\"tampered\": []}}\\n')\n    except OSError:\n        pass\n" + WRONG["reconstruction_error"]}, [],
+         True),
+    "kills the judge":
+        ({"reconstruction_error": "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n"
+          + WRONG["reconstruction_error"]}, [], True),
+    "makes code at run time to hide from the judge":
+        ({"reconstruction_error": "exec(compile('import torch\\ntorch.allclose = lambda *a, **k: True', "
+          "'/usr/lib/python3/x.py', 'exec'))\n" + WRONG["reconstruction_error"]}, [], True),
+    "writes a file for a later submission":
+        ({"reconstruction_error": "open('/tmp/answers.txt', 'w').write('x')\n" + WRONG["reconstruction_error"]},
+         [], True),
+    "starts a thread that outlives the answer":
+        ({"reconstruction_error": "import threading, time\nthreading.Thread(target=time.sleep, args=(5,), "
+          "daemon=True).start()\n" + WRONG["reconstruction_error"]}, [], True),
+}
+
+
+@pytest.mark.parametrize("what", list(ATTACKS))
+def test_a_hostile_answer_earns_nothing(what):
+    answers, extra, seen = ATTACKS[what]
+    touched = "smallest_beating_pca" if "smallest_beating_pca" in answers else "reconstruction_error"
+    answers = {**({} if touched in answers else {touched: WRONG[touched]}), **answers}
+    got = verdicts(submission(answers, extra))
+    assert not got[touched]["passed"], got[touched]
+    if seen:
+        assert got[touched]["tampered"], f"the judge did not see it: {got[touched]}"
+
+
+HONEST = {
+    "a helper in an extra cell above the answer":
+        ({"reconstruction_error": "def reconstruction_error(x_hat, x):\n    return _squared(x_hat - x).flatten(1).sum(dim=1)"},
+         [("reconstruction_error", "def _squared(d):\n    return d * d")]),
+    "extra imports, prints and a warning":
+        ({"reconstruction_error": "import math, functools, collections\nimport numpy as np\nimport warnings\n"
+          "print('trying my error')\ndef reconstruction_error(x_hat, x):\n"
+          "    warnings.warn('computing', UserWarning)\n    print('called with', tuple(x.shape))\n"
+          "    return ((x_hat - x) ** 2).flatten(1).sum(dim=1)"}, []),
+    "a plot in the answer cell and in an extra cell":
+        ({"reconstruction_error": "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.close('all')\n"
+          + RIGHT["reconstruction_error"]}, [("reconstruction_error", "import matplotlib.pyplot as plt\n"
+                                              "plt.figure(); plt.plot([0, 1]); plt.show()")]),
+    "a dataclass, a namedtuple and typing in the answer":
+        ({"reconstruction_error": "import dataclasses, collections, typing\n@dataclasses.dataclass\nclass Pair:\n"
+          "    a: typing.Any\n    b: typing.Optional[int] = None\nPoint = collections.namedtuple('Point', 'x y')\n"
+          "def reconstruction_error(x_hat, x):\n    p = Pair(x_hat, x)\n    return ((p.a - p.b) ** 2).flatten(1).sum(dim=1)"},
+         []),
+    "a generator, recursion and a lambda":
+        ({"smallest_beating_pca": "def smallest_beating_pca(dims, ae_error, pca_error):\n"
+          "    wins = (d for d, a, p in zip(dims, ae_error, pca_error) if a < p)\n"
+          "    def smallest(xs):\n        return None if not xs else xs[0] if len(xs) == 1 else min(xs[0], smallest(xs[1:]))\n"
+          "    return (lambda xs: smallest(xs))(sorted(wins))"}, []),
+    "a model with a helper method, extra layers' imports and torch.no_grad inside":
+        ({"dense_autoencoder": "import torch.nn.functional as F\nclass DenseAutoencoder(nn.Module):\n"
+          "    def __init__(self, latent_dim=32):\n        super().__init__()\n"
+          "        self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, latent_dim))\n"
+          "        self.decoder = nn.Sequential(nn.Linear(latent_dim, 128), nn.ReLU(), nn.Linear(128, 784), nn.Sigmoid(),\n"
+          "                                     nn.Unflatten(1, (1, 28, 28)))\n"
+          "        with torch.no_grad():\n            self._check()\n"
+          "    def _check(self):\n        return self.decoder(torch.zeros(1, self.encoder[-1].out_features))\n"
+          "    def forward(self, x):\n        return self.decoder(self.encoder(x))"}, []),
+    "a training step that sets the seed and uses a hook of its own":
+        ({"train_step": "def train_step(model, optimizer, x):\n    torch.manual_seed(0)\n"
+          "    handle = model.register_forward_hook(lambda m, i, o: None)\n    optimizer.zero_grad()\n"
+          "    loss = losses.mse(model(x), x)\n    loss.backward()\n    optimizer.step()\n    handle.remove()\n"
+          "    return loss.item()"}, []),
+}
+
+
+@pytest.mark.parametrize("what", list(HONEST))
+def test_an_honest_unusual_answer_keeps_its_points_unflagged(what):
+    answers, extra = HONEST[what]
+    got = verdicts(submission(answers, extra))
+    for exercise, verdict in got.items():
+        assert verdict["passed"] and not verdict["tampered"], (exercise, verdict)
