@@ -57,7 +57,7 @@ def test_the_solutions_pass_and_nothing_is_flagged():
             assert verdict["passed"] and not verdict["tampered"], (lesson, exercise, verdict)
 
 
-def test_every_catalogued_mistake_fails():
+def test_every_catalogued_mistake_fails_unflagged():
     """The k-th mistake of every exercise of a lesson, in one submission per lesson and k."""
     failures = []
     for lesson in SOURCE:
@@ -66,7 +66,9 @@ def test_every_catalogued_mistake_fails():
             wrong = {e: v[k] for e, v in entries.items() if k < len(v)}
             got = verdicts(submission({e: textwrap.dedent(w[1]).strip() for e, w in wrong.items()}, lesson=lesson),
                            lesson)
-            failures += [f"{lesson}/{e}: {w[0]}" for e, w in wrong.items() if got[e]["passed"]]
+            failures += [f"{lesson}/{e}: {w[0]} passed" for e, w in wrong.items() if got[e]["passed"]]
+            failures += [f"{lesson}/{e}: {w[0]} flagged ({got[e]['tampered']})" for e, w in wrong.items()
+                         if got[e]["tampered"]]  # a mistake is not tampering
     assert not failures, failures
 
 

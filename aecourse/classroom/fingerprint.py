@@ -218,6 +218,11 @@ def warm_up() -> None:
     import torch._dynamo  # noqa: F401  (imported by the first optimizer otherwise, and it patches torch then)
 
     tempfile.gettempdir()
+    try:
+        import tqdm
+        tqdm.tqdm.monitor_interval = 0  # no monitor thread: a progress bar in an answer is not a thread left running
+    except ImportError:
+        pass
     stack = [torch.optim.Optimizer]
     while stack:
         for klass in stack.pop().__subclasses__():
