@@ -185,21 +185,25 @@ class JudgeServer:
             return "the judge process had ended"
         verdicts: dict[str, dict] = {}
         deadline = time.monotonic() + seconds
-        out = self.process.stdout
+        pipe, pending = self.process.stdout.fileno(), b""  # raw reads: no line left waiting in a buffer
         while True:
-            ready, _, _ = select.select([out], [], [], max(0.0, deadline - time.monotonic()))
+            while b"\n" in pending:
+                line, pending = pending.split(b"\n", 1)
+                text = line.decode("utf-8", "replace")
+                if text.startswith(token):
+                    answer = json.loads(text[len(token):])
+                    if "done" in answer:
+                        return verdicts
+                    verdicts.update(answer)
+            ready, _, _ = select.select([pipe], [], [], max(0.0, deadline - time.monotonic()))
             if not ready:
                 self.close()
                 return f"the judge ran out of the notebook's time ({seconds:.0f} s)"
-            line = out.readline().decode("utf-8", "replace")
-            if not line:
+            chunk = os.read(pipe, 65536)
+            if not chunk:
                 self.close()
                 return "the judge process ended"
-            if line.startswith(token):
-                answer = json.loads(line[len(token):])
-                if "done" in answer:
-                    return verdicts
-                verdicts.update(answer)
+            pending += chunk
 
     def close(self) -> None:
         import shutil
@@ -228,8 +232,8 @@ def run_plan(plan: dict, spec, seconds: float) -> dict[str, dict]:
     """Judge every exercise of ``plan``: ``{id: {"passed", "message", "tampered": [what changed]}}``."""
     import atexit
 
-    if not _SERVERS:
-        atexit.register(close_servers)
+    atexit.unregister(close_servers)
+    atexit.register(close_servers)
     server = _SERVERS.get(spec) or _SERVERS.setdefault(spec, JudgeServer(spec))
     verdicts = server.judge(plan, seconds)
     why = verdicts if isinstance(verdicts, str) else "the judge gave no verdict for it (it crashed or was stopped)"
