@@ -178,6 +178,21 @@ def build_inbox(course, inbox: Path) -> dict[str, tuple[str, object]]:
         "    return min(int(n) for n in re.findall(r'== (\\d+)', '\\n'.join(In)))")),
         "print = lambda *a, **k: None"),
         what="an answer read from the cell history, and print redefined", expect=0.0)
+    for student, attack, what in (
+            ("import_hook", "import sys\nclass Hook:\n    def find_spec(self, *a, **k):\n        return None\n"
+             "sys.meta_path.insert(0, Hook())", "an import hook"),
+            ("trace", "import sys\nsys.settrace(lambda *a: None)", "a trace function"),
+            ("patch_numpy", "import numpy\nnumpy.allclose = lambda *a, **k: True", "numpy.allclose patched")):
+        hand_in(student, course.submission(LESSON, dict(good, reconstruction_error=attack + "\n" + wrong_error)),
+                what=f"a wrong answer with {what} in its cell", expect=FULL - 2)
+    hand_in("patch_reference", course.submission(LESSON, dict(good, reconstruction_error=(
+        "losses.mse = lambda a, b, reduction='mean': ((a - b) ** 2).flatten(1).mean(dim=1)\n" + wrong_error))),
+        what="a wrong answer with the course's reference patched to agree with it (the kernel's later tests use it)",
+        expect=FULL - 5)
+    hand_in("ast_transformer", with_cell(good, "import ast\nclass Strip(ast.NodeTransformer):\n"
+                                              "    def visit_Call(self, node):\n        return ast.Constant(None)\n"
+                                              "get_ipython().ast_transformers.append(Strip())"),
+            what="an AST transformer that empties every later call", expect=0.0)
     hand_in("warning", course.submission(LESSON, dict(good, reconstruction_error=(
         "import warnings\ndef reconstruction_error(x_hat, x):\n    warnings.warn('a harmless warning', UserWarning)\n"
         "    return ((x_hat - x) ** 2).flatten(1).sum(dim=1)"))), what="a correct answer that warns on stderr")
@@ -284,8 +299,10 @@ def test_each_outcome_says_why(graded_class):
     assert "tampered: check" in _notes(rows["monkeypatch"]) and "flagged" in rows["monkeypatch"]["status"]
     assert "get_ipython" in _notes(rows["transformer"]) and "monkeypatching" in _notes(rows["monkeypatch"])
     assert "sqlite3" in _notes(rows["gradebook"])
-    for student in ("patch_torch", "swap_grader", "self_restoring"):  # the judge saw the answer change its checks
+    for student in ("patch_torch", "swap_grader", "self_restoring", "import_hook", "trace", "patch_reference",
+                    "patch_numpy"):  # the judge, or the kernel's seal, saw the checks changed
         assert "cannot be trusted" in _notes(rows[student]) and "flagged" in rows[student]["status"], student
+    assert "flagged" in rows["ast_transformer"]["status"] and "get_ipython" in _notes(rows["ast_transformer"])
     assert "torch.allclose" in _notes(rows["patch_torch"]) and "sys.modules" in _notes(rows["swap_grader"])
     for student in ("rebind_check", "print_history"):  # the kernel's seal: every test after the tampering
         assert "cannot be trusted" in _notes(rows[student]) and "flagged" in rows[student]["status"], student
