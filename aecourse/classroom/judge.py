@@ -295,8 +295,8 @@ class _Guard:
                     caller.f_code.co_filename.endswith("/inspect.py") and caller.f_back is not None
                     and not self.trusted(caller.f_back.f_code.co_filename)):
                 self.refuse(f"{event} from submitted code")
-        elif event == "object.__getattr__" and args[1] in ("tb_frame", "gi_frame", "cr_frame", "ag_frame",
-                                                            "f_back", "f_globals", "f_locals"):
+        elif event == "object.__getattr__" and args[1] in ("tb_frame", "gi_frame", "cr_frame", "ag_frame"):
+            # the audited ways to a frame; a frame's own f_back and f_locals are reached only through one
             if not self.trusted(sys._getframe(2).f_code.co_filename):
                 self.refuse(f"reading {args[1]}")
         elif event.startswith("ctypes.") or event in ("os.fork", "os.forkpty", "os.system", "os.exec",
