@@ -35,7 +35,7 @@ COMMAND_EXTRAS = {
 MODULES = {
     "": ("torch", "torchvision", "numpy", "matplotlib", "sklearn", "ipywidgets", "tqdm", "openTSNE"),
     "course": ("jupyterlab", "latex2mathml"),
-    "instructor": ("nbgrader", "psycopg"),
+    "instructor": ("nbgrader", "psycopg", "dask", "distributed"),
     "dev": ("pytest", "nbval", "yaml", "playwright"),
 }
 STAMP = ".aecourse-installed"  # inside .venv: the hash of the pyproject.toml it was built from, and its extras

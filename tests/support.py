@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import gzip
 import os
+import shutil
 import struct
 import tempfile
 from pathlib import Path
@@ -32,6 +34,7 @@ def configure_environment() -> None:
         os.environ[_paths.MNIST_DIR_ENV] = str(SHARED_MNIST)
     if not os.environ.get("AECOURSE_TEST_CACHE"):
         os.environ["AECOURSE_TEST_CACHE"] = tempfile.mkdtemp(prefix="aecourse-tests-")
+        atexit.register(shutil.rmtree, os.environ["AECOURSE_TEST_CACHE"], ignore_errors=True)  # ours: gone at the end
     cache = Path(os.environ["AECOURSE_TEST_CACHE"])
     os.environ.setdefault(_paths.DATA_DIR_ENV, str(cache / "data"))
     os.environ.setdefault(_paths.CACHE_DIR_ENV, str(cache / "checkpoints"))

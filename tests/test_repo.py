@@ -38,7 +38,7 @@ def test_ci_runs_the_readme_test_command():
 def test_the_extras_are_split_by_audience():
     assert set(PROJECT["optional-dependencies"]) == {"course", "instructor", "dev"}
     assert _names("course") == {"jupyterlab", "latex2mathml"}  # the lessons, and their offline HTML pages
-    assert {"nbgrader", "psycopg"} <= _names("instructor")
+    assert {"nbgrader", "psycopg", "dask", "distributed"} <= _names("instructor")
     assert {"pytest", "nbval", "playwright"} <= _names("dev")
 
 

@@ -22,7 +22,7 @@ BENCHMARKS = {
     "tsne": "t-SNE of 10,000 codes, the course's method against scikit-learn (time and trustworthiness)",
     "widgets": "milliseconds per slider move for every latent-space explorer",
     "course": "every lesson in fast mode and one (or all) in full mode, cold and warm: time and peak memory",
-    "grading": "autograde generated full-course submissions, serially and with 2 workers",
+    "grading": "autograde generated full-course submissions: serially, on 2 local Dask workers, via a scheduler",
     "gpu": "on a CUDA GPU: host-device syncs per epoch, throughput, explorers, every lesson in full mode",
 }
 

@@ -2,10 +2,12 @@
 
 Each generated student hands in all five lessons: the instructor's answers with one exercise left
 blank (a different one per student), so every grade is known in advance. The class is graded
-serially (SQLite) and with two workers (PostgreSQL), each with the judge
+serially (SQLite) and on a local Dask cluster of two workers (PostgreSQL), each with the judge
 (``aecourse.classroom.judge``, which decides the points) and without it (points from the notebook
-run alone), all in the same run, in the sandbox, in grading mode; the figures are seconds per
-full-course submission, the judge's cost and the speed-up.
+run alone), then through an external scheduler with two worker processes, all in the same run, in
+the sandbox, in grading mode; the figures are seconds per full-course submission (the solutions,
+graded first on every worker, timed apart), the judge's cost, the speed-up, and a projection for
+1,000 students on 10 and 50 machines of this size.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import nbformat
 
 from aecourse import _paths
 from aecourse.classroom import autograde as ag
+from aecourse.classroom import cluster
 from aecourse.classroom import judge as judge_module
 from aecourse.classroom import pgserver
 from aecourse.classroom.collect import collect
@@ -44,8 +47,8 @@ def make_class(course: Course, inbox: Path, students: int, lessons: list[str]) -
     return expected
 
 
-def grade_class(source: Course, folder: Path, students: int, lessons: list[str], workers: int, db: str | None,
-                judge: bool = True) -> dict:
+def grade_class(source: Course, folder: Path, students: int, lessons: list[str], workers: int = 1,
+                db: str | None = None, judge: bool = True, scheduler: str | None = None) -> dict:
     course = source.copy_to(folder / "course")
     if db:
         course.db_url = db
@@ -53,15 +56,73 @@ def grade_class(source: Course, folder: Path, students: int, lessons: list[str],
     expected = make_class(course, folder / "inbox", students, lessons)
     work = [(r.student, r.assignment) for r in collect(folder / "inbox", course) if r.status == "collected"]
     spec = dataclasses.replace(ag.course_spec(course), judge=judge)
-    start = time.perf_counter()
-    ag.autograde(course, [], spec, lessons=lessons, log=lambda *a: None)  # the solutions only
-    canary = time.perf_counter() - start
-    start = time.perf_counter()
-    rows = ag.autograde(course, work, spec, workers=workers, canary=False, log=lambda *a: None)
-    seconds = time.perf_counter() - start
+    timings: dict = {}
+    rows = ag.autograde(course, work, spec, workers=workers, scheduler=scheduler, log=lambda *a: None,
+                        timings=timings)
     judge_module.close_servers()
-    return {"seconds": seconds, "canary": canary, "expected": expected,
-            "grades": {(r.student, r.assignment): r.score for r in rows}}
+    return {"seconds": timings["grading"], "canary": timings["prepare"], "expected": expected,
+            "grades": {(r.student, r.assignment): r.score for r in rows},
+            "workers": sorted({r.worker.split()[0] for r in rows})}
+
+
+def breakdown(source: Course, folder: Path, lessons: list[str]) -> list[dict]:
+    """Where the seconds of one submission go: the instructor's solution of each lesson graded
+    serially with the judge on a warm cache, timed by step (kernel start, the first code cell, which
+    imports torch and the course and loads the data, the other cells, the judge, and nbgrader's own
+    work: reading, sanitising, the gradebook, copying)."""
+    import collections
+
+    from nbclient import NotebookClient
+
+    from aecourse.classroom import execute
+
+    course = source.copy_to(folder / "course")
+    ag.release(course, lessons)
+    for a in lessons:
+        path = folder / "inbox" / "solution" / f"{a}.ipynb"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(course.submission(a, course.solution_answers(a)), path)
+    spec = ag.course_spec(course)
+    ag.autograde(course, [], spec, lessons=lessons, log=lambda *a: None)  # warms the checkpoint cache
+    times: dict = collections.defaultdict(float)
+    originals = {}
+
+    def timed(cls, name, key):
+        original = originals[cls, name] = getattr(cls, name)
+
+        def wrapper(self, *args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                index = args[2] if name == "_run" else None
+                times[key(index, self) if callable(key) else key] += time.perf_counter() - start
+        setattr(cls, name, wrapper)
+
+    timed(NotebookClient, "start_new_kernel_client", "kernel start")
+    timed(execute.SandboxedExecute, "preprocess", "execute")
+    timed(execute.SandboxedExecute, "_judge", "judge")
+    first = {a: next(i for i, c in enumerate(course.release(a).cells) if c.cell_type == "code") for a in lessons}
+    timed(execute.SandboxedExecute, "_run",
+          lambda index, self: "first cell" if index == first[self._lesson] else "other cells")
+    work = {r.assignment: r.student for r in collect(folder / "inbox", course) if r.status == "collected"}
+    rows = []
+    try:
+        for a in lessons:
+            times.clear()
+            execute.SandboxedExecute._lesson = a
+            start = time.perf_counter()
+            ag._grade_one(str(course.root), course.db_url, spec.to_json(), a, work[a])
+            total = time.perf_counter() - start
+            parts = ("kernel start", "first cell", "other cells", "judge")
+            rows.append({"lesson": a, "total": total, **times, "nbgrader": total - times["execute"],
+                         "rest of execute": times["execute"] - sum(times[k] for k in parts)})
+    finally:
+        for (cls, name), original in originals.items():
+            setattr(cls, name, original)
+        del execute.SandboxedExecute._lesson
+        judge_module.close_servers()
+    return rows
 
 
 def run(students: int = 20, fast: bool = False, root: Path | None = None) -> None:
@@ -72,26 +133,49 @@ def run(students: int = 20, fast: bool = False, root: Path | None = None) -> Non
         tmp = Path(tmp)
         students = 2 if fast else students
         print(f"Autograding {students} generated submissions of {len(lessons)} lesson(s) in the sandbox "
-              "(grading mode; the solution of each lesson is graded first, once per class)\n")
+              "(grading mode; the solutions are graded first, on every worker)\n")
         runs = {}
         for judged in (False, True):
-            runs["serial", judged] = grade_class(source, tmp / f"serial{judged}", students, lessons, 1, None, judged)
+            runs["serial", judged] = grade_class(source, tmp / f"serial{judged}", students, lessons, judge=judged)
             with pgserver.server() as db:
-                runs["2 workers", judged] = grade_class(source, tmp / f"parallel{judged}", students, lessons, 2, db,
-                                                        judged)
-    print("| run | gradebook | judge | wall time | seconds per full-course submission |\n|---|---|---|---|---|")
+                runs["local Dask, 2 workers", judged] = grade_class(source, tmp / f"local{judged}", students, lessons,
+                                                                    2, db, judged)
+        rows = breakdown(source, tmp / "breakdown", lessons)
+        with pgserver.server() as db, cluster.LoopbackCluster(tmp / "machines") as machines:
+            for name in ("w1", "w2"):
+                machines.add_worker(name)
+            machines.wait_for(2)
+            runs["external scheduler, 2 worker processes", True] = grade_class(
+                source, tmp / "external", students, lessons, db=db, scheduler=machines.address)
+    print("| run | gradebook | judge | solutions first | grading | seconds per full-course submission |\n"
+          "|---|---|---|---|---|---|")
     for (name, judged), run in runs.items():
         print(f"| {name} | {'SQLite' if name == 'serial' else 'PostgreSQL'} | {'yes' if judged else 'no'} | "
-              f"{run['seconds']:.0f} s | {run['seconds'] / students:.1f} |")
-    for name in ("serial", "2 workers"):
+              f"{run['canary']:.0f} s | {run['seconds']:.0f} s | {run['seconds'] / students:.1f} |")
+    for name in ("serial", "local Dask, 2 workers"):
         cost = runs[name, True]["seconds"] / runs[name, False]["seconds"] - 1
         print(f"\nthe judge costs {cost:+.0%} ({name})", end="")
-    print(f"\nthe solutions, graded first: {runs['serial', True]['canary']:.0f} s (serial run, cold cache)")
-    serial, parallel = runs["serial", True], runs["2 workers", True]
-    print(f"speed-up with 2 workers: {serial['seconds'] / parallel['seconds']:.2f}x (ideal 2.00x)")
+    serial, parallel = runs["serial", True], runs["local Dask, 2 workers", True]
+    external = runs["external scheduler, 2 worker processes", True]
+    print(f"\nspeed-up with 2 workers: {serial['seconds'] / parallel['seconds']:.2f}x local, "
+          f"{serial['seconds'] / external['seconds']:.2f}x external (ideal 2.00x)")
+    print(f"workers that graded (external): {', '.join(external['workers'])}")
     same = all(run["grades"] == serial["grades"] for run in runs.values())
     right = serial["grades"] == serial["expected"]
-    print(f"grades: the same in all four runs: {same}; == the known answers: {right}")
+    print(f"grades: the same in all {len(runs)} runs: {same}; == the known answers: {right}")
+    print("\nwhere one submission's seconds go (the solution, serial, judge on, warm cache):\n")
+    keys = ["kernel start", "first cell", "other cells", "judge", "rest of execute", "nbgrader"]
+    print("| lesson | total | " + " | ".join(keys) + " |\n|---|" + "---|" * (len(keys) + 1))
+    for row in rows:
+        print(f"| {row['lesson']} | {row['total']:.1f} | " + " | ".join(f"{row.get(k, 0):.1f}" for k in keys) + " |")
+    print(f"| all | {sum(r['total'] for r in rows):.1f} | "
+          + " | ".join(f"{sum(r.get(k, 0) for r in rows):.1f}" for k in keys) + " |")
+    per_machine = parallel["seconds"] / students  # one machine of this size, 2 workers, judge on
+    print(f"\nprojection for 1,000 students x {len(lessons)} lesson(s), from {per_machine:.1f} s per submission "
+          "per machine of this size (2 workers each) and the solutions graded first on every worker:")
+    for machines_count in (10, 50):
+        hours = (1000 * per_machine / machines_count + parallel["canary"]) / 3600
+        print(f"  {machines_count} machines: {hours:.1f} h")
 
 
 def main(args: argparse.Namespace) -> None:

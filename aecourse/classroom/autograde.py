@@ -8,10 +8,8 @@ SQLite allows one writer, so more than one worker needs a server gradebook (Post
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import copy
 import dataclasses
-import multiprocessing
 import os
 import time
 import warnings
@@ -22,7 +20,8 @@ import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 from traitlets.config import Config
 
-from . import judge
+from . import cluster, judge
+from .cluster import worker_label
 from .course import Course, CourseError
 from .execute import JUDGE_SOURCE_ENV, STOPPED
 from .sandbox import SANDBOX_ENV, Limits, SandboxSpec, check_sandbox
@@ -50,6 +49,7 @@ class Graded:
     seconds: float = 0.0
     auto_score: float = 0.0  # the autograded (code) cells' points; written answers wait for a person
     auto_max: float = 0.0
+    worker: str = ""  # who graded it: this machine, or the Dask worker's name and address
 
 
 def course_spec(course: Course, limits: Limits = Limits(), enabled: bool = True) -> SandboxSpec:
@@ -158,14 +158,24 @@ def plant_canary(course: Course, assignment: str) -> None:
 
 
 def autograde(course: Course, work: list[tuple[str, str]], spec: SandboxSpec, workers: int = 1,
-              canary: bool = True, lessons: list[str] | None = None, log=print) -> list[Graded]:
-    """Grade ``(student, assignment)`` pairs; the solution of each lesson (and of ``lessons``) first."""
-    if workers > 1 and course.db_url.startswith("sqlite"):
-        raise GradingError(f"{workers} workers need a gradebook that takes concurrent writers, and SQLite "
-                           f"({course.db_url}) does not: pass --db postgresql://... (see docs/instructors.md), or use "
-                           "--workers 1.")
-    check_sandbox(spec)
+              canary: bool = True, lessons: list[str] | None = None, log=print, scheduler: str | None = None,
+              timings: dict | None = None) -> list[Graded]:
+    """Grade ``(student, assignment)`` pairs; the solution of each lesson (and of ``lessons``) first.
+
+    One worker grades here, one submission after another; more (``workers``), or a ``scheduler``
+    address, grade on Dask (``cluster``), where every worker grades the solutions first.
+    """
     assignments = sorted(set(lessons or []) | {a for _, a in work})
+    if workers > 1 or scheduler:
+        cluster.check_gradebook(course, scheduler)
+    with Gradebook(course.db_url, course_id=course.course_id) as gb:
+        for student in sorted({s for s, _ in work}):  # now, so parallel workers never race to create one
+            gb.update_or_create_student(student)
+    if workers > 1 or scheduler:
+        return cluster.autograde(course, work, spec, workers, scheduler, canary, assignments, log, timings)
+    check_sandbox(spec)
+    timings = {} if timings is None else timings
+    start = time.perf_counter()
     if canary:
         warm = dataclasses.replace(spec, warm_cache=True)
         for assignment in assignments:
@@ -175,20 +185,17 @@ def autograde(course: Course, work: list[tuple[str, str]], spec: SandboxSpec, wo
             check_canary(course, assignment, row)
             log(f"  {assignment}: the solution earns {row.auto_score:g}/{row.auto_max:g} autograded points in "
                 f"{row.seconds:.0f} s")
-    jobs = [(str(course.root), course.db_url, spec.to_json(), a, s) for s, a in work]
-    with Gradebook(course.db_url, course_id=course.course_id) as gb:
-        for student in sorted({s for s, _ in work}):  # now, so parallel workers never race to create one
-            gb.update_or_create_student(student)
+    timings["prepare"] = time.perf_counter() - start
+    start = time.perf_counter()
     try:
-        if workers <= 1 or not jobs:
-            runs = [_grade_one(*job) for job in jobs]
-        else:
-            context = multiprocessing.get_context("spawn")
-            with cf.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-                runs = list(pool.map(_grade_one, *zip(*jobs)))
+        runs = [_grade_one(str(course.root), course.db_url, spec.to_json(), a, s) for s, a in work]
     finally:
-        judge.close_servers()  # this process's; each worker's closes when the worker exits
-    return [outcome(course, a, s, run) for (s, a), run in zip(work, runs)]
+        judge.close_servers()
+    timings["grading"] = time.perf_counter() - start
+    rows = [outcome(course, a, s, run) for (s, a), run in zip(work, runs)]
+    for row in rows:
+        row.worker = worker_label()
+    return rows
 
 
 def release(course: Course, lessons: list[str]) -> None:

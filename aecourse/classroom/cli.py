@@ -2,7 +2,7 @@
 
     release    solutions/ -> lessons/, and the lessons into the gradebook
     collect    an inbox folder (LMS export) -> submitted/
-    autograde  submitted/ -> autograded/ and the gradebook (sandboxed, N workers)
+    autograde  submitted/ -> autograded/ and the gradebook (sandboxed; N workers or a Dask cluster)
     written    the written answers still to grade by hand, or (with --score) record one's grade
     feedback   autograded/ -> feedback/ (HTML, hidden tests removed)
     export     the gradebook -> grading/grades.csv
@@ -39,7 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--score", type=float, help="written: the points to give that answer")
     parser.add_argument("--comment", help="written: a comment the student sees in the feedback")
     parser.add_argument("--db", help="gradebook URL (default: nbgrader_config.py's; postgresql://... for --workers > 1)")
-    parser.add_argument("--workers", type=int, default=1, help="submissions graded at once (default 1)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="submissions graded at once: more than 1 starts a local Dask cluster (default 1)")
+    parser.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                        help="grade on the existing Dask cluster of this scheduler (docs/instructors.md)")
     parser.add_argument("--cell-seconds", type=int, default=Limits.cell_seconds, help="time limit of a cell")
     parser.add_argument("--notebook-seconds", type=int, default=Limits.notebook_seconds, help="time limit of a notebook")
     parser.add_argument("--memory-gib", type=float, default=Limits.memory_gib, help="memory limit of a kernel process")
@@ -73,11 +76,13 @@ def run(args: argparse.Namespace) -> int:
             work = [(r.student, r.assignment) for r in report.load_rows(course, "collected", Collected)
                     if r.status == "collected" and r.assignment in lessons
                     and (not args.student or r.student in args.student)]
-            print(f"autograding {len(work)} notebooks with {args.workers} worker(s); the solution first")
+            where = (f"on the Dask cluster at {args.scheduler}" if args.scheduler else
+                     f"with {args.workers} worker(s)" + (" (a local Dask cluster)" if args.workers > 1 else ""))
+            print(f"autograding {len(work)} notebooks {where}; the solution first")
             limits = Limits(args.cell_seconds, args.notebook_seconds, args.memory_gib, args.processes,
                             args.disk_gib, args.files)
             rows = ag.autograde(course, work, ag.course_spec(course, limits, enabled=not args.no_sandbox),
-                                workers=args.workers)
+                                workers=args.workers, scheduler=args.scheduler)
             report.save_rows(course, "graded", rows)
             print(f"graded {sum(r.status == 'graded' for r in rows)}, errors {sum(r.status != 'graded' for r in rows)}")
         elif step == "written":

@@ -233,7 +233,7 @@ def run_plan(plan: dict, spec, seconds: float) -> dict[str, dict]:
     import atexit
 
     atexit.unregister(close_servers)
-    atexit.register(close_servers)
+    atexit.register(close_servers)  # a Dask worker closes them from a plugin (cluster.close_judges_plugin)
     server = _SERVERS.get(spec) or _SERVERS.setdefault(spec, JudgeServer(spec))
     verdicts = server.judge(plan, seconds)
     why = verdicts if isinstance(verdicts, str) else "the judge gave no verdict for it (it crashed or was stopped)"

@@ -88,9 +88,10 @@ def status_rows(course: Course) -> list[dict]:
                 col, run = collected.get((student, assignment)), graded.get((student, assignment))
                 row = {"student": student, "assignment": assignment, "score": "", "max_score": "",
                        "status": col.status if col else "not collected", "flags": col.flags if col else [],
-                       "notes": list(col.notes) if col else []}
+                       "notes": list(col.notes) if col else [], "worker": ""}
                 if run is not None:
                     row["notes"] += run.notes
+                    row["worker"] = run.worker
                     row["status"] = "graded" if run.status == "graded" else "grading error"
                     try:
                         sub = gb.find_submission(assignment, student)
@@ -106,7 +107,7 @@ def status_rows(course: Course) -> list[dict]:
     for col in collected.values():
         if col.assignment == "?":
             rows.append({"student": col.student, "assignment": "?", "score": "", "max_score": "",
-                         "status": "unrecognised file", "flags": [], "notes": [f"{col.origin}: {n}" for n in col.notes]})
+                         "status": "unrecognised file", "flags": [], "worker": "", "notes": [f"{col.origin}: {n}" for n in col.notes]})
     return rows
 
 
@@ -141,10 +142,10 @@ def _fmt(value: float) -> str:
 def write_report(course: Course) -> tuple[Path, str]:
     """``grading/report.md``: the status table, then every note and flag by student."""
     rows = status_rows(course)
-    lines = ["| student | lesson | score | status |", "|---|---|---|---|"]
+    lines = ["| student | lesson | score | status | graded by |", "|---|---|---|---|---|"]
     for r in rows:
         score = f"{r['score']:g}/{r['max_score']:g}" if r["score"] != "" else "–"
-        lines.append(f"| {r['student']} | {r['assignment']} | {score} | {r['status']} |")
+        lines.append(f"| {r['student']} | {r['assignment']} | {score} | {r['status']} | {r['worker'] or '–'} |")
     details = []
     for r in rows:
         for note in r["notes"]:
