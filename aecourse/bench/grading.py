@@ -67,9 +67,9 @@ def grade_class(source: Course, folder: Path, students: int, lessons: list[str],
 
 def breakdown(source: Course, folder: Path, lessons: list[str]) -> list[dict]:
     """Where the seconds of one submission go: the instructor's solution of each lesson graded
-    serially with the judge on a warm cache, timed by step (kernel start, the first code cell, which
-    imports torch and the course and loads the data, the other cells, the judge, and nbgrader's own
-    work: reading, sanitising, the gradebook, copying)."""
+    serially with the judge on a warm cache, timed by step (kernel start, the cell that imports torch
+    and the course and loads the data, the other cells, the judge, and nbgrader's own work: reading,
+    sanitising, the gradebook, copying)."""
     import collections
 
     from nbclient import NotebookClient
@@ -102,9 +102,10 @@ def breakdown(source: Course, folder: Path, lessons: list[str]) -> list[dict]:
     timed(NotebookClient, "start_new_kernel_client", "kernel start")
     timed(execute.SandboxedExecute, "preprocess", "execute")
     timed(execute.SandboxedExecute, "_judge", "judge")
-    first = {a: next(i for i, c in enumerate(course.release(a).cells) if c.cell_type == "code") for a in lessons}
+    imports = {a: next(i for i, c in enumerate(course.release(a).cells)
+                       if c.cell_type == "code" and "import torch" in c.source) for a in lessons}
     timed(execute.SandboxedExecute, "_run",
-          lambda index, self: "first cell" if index == first[self._lesson] else "other cells")
+          lambda index, self: "import cell" if index == imports[self._lesson] else "other cells")
     work = {r.assignment: r.student for r in collect(folder / "inbox", course) if r.status == "collected"}
     rows = []
     try:
@@ -114,7 +115,7 @@ def breakdown(source: Course, folder: Path, lessons: list[str]) -> list[dict]:
             start = time.perf_counter()
             ag._grade_one(str(course.root), course.db_url, spec.to_json(), a, work[a])
             total = time.perf_counter() - start
-            parts = ("kernel start", "first cell", "other cells", "judge")
+            parts = ("kernel start", "import cell", "other cells", "judge")
             rows.append({"lesson": a, "total": total, **times, "nbgrader": total - times["execute"],
                          "rest of execute": times["execute"] - sum(times[k] for k in parts)})
     finally:
@@ -164,7 +165,7 @@ def run(students: int = 20, fast: bool = False, root: Path | None = None) -> Non
     right = serial["grades"] == serial["expected"]
     print(f"grades: the same in all {len(runs)} runs: {same}; == the known answers: {right}")
     print("\nwhere one submission's seconds go (the solution, serial, judge on, warm cache):\n")
-    keys = ["kernel start", "first cell", "other cells", "judge", "rest of execute", "nbgrader"]
+    keys = ["kernel start", "import cell", "other cells", "judge", "rest of execute", "nbgrader"]
     print("| lesson | total | " + " | ".join(keys) + " |\n|---|" + "---|" * (len(keys) + 1))
     for row in rows:
         print(f"| {row['lesson']} | {row['total']:.1f} | " + " | ".join(f"{row.get(k, 0):.1f}" for k in keys) + " |")

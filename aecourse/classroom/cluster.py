@@ -288,6 +288,10 @@ def autograde(course: Course, work: list[tuple[str, str]], spec, workers: int, s
         else:
             scratch = course.state / WORKERS_DIR
             scratch.mkdir(parents=True, exist_ok=True)
+            import dask
+
+            # no statistical profiler sampling the worker's threads every 10 ms: nobody reads it here
+            stack.enter_context(dask.config.set({"distributed.worker.profile.enabled": False}))
             cluster = stack.enter_context(LocalCluster(
                 n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
                 local_directory=str(scratch), memory_limit=0, silence_logs=40))
