@@ -124,6 +124,8 @@ def worker_label() -> str:
 
 
 def _scratch(lesson: Lesson) -> Path:
+    """This worker's copy of the course, with ``lesson``'s files as the task carries them. One folder for
+    every lesson, so the checkpoint cache, and with it the judge process, is one per worker."""
     try:
         from distributed import get_worker
 
@@ -132,12 +134,17 @@ def _scratch(lesson: Lesson) -> Path:
         import tempfile
 
         base = Path(tempfile.gettempdir())
-    root = base / "aecourse-course" / lesson.digest
-    if not (root / "nbgrader_config.py").is_file():
+    root = base / "aecourse-course"
+    marker = root / ".lessons" / lesson.assignment
+    if not marker.is_file() or marker.read_text() != lesson.digest:
+        for name in ("solutions", "lessons"):
+            shutil.rmtree(root / name / lesson.assignment, ignore_errors=True)
         for rel, content in lesson.files:
             path = root / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(content)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(lesson.digest)
     return root
 
 
@@ -215,8 +222,8 @@ def grade_task(lesson: Lesson, setup: Setup, student: str, submission: tuple[tup
     problem = ready(lesson, setup)
     if problem:
         raise WorkerRefused(f"{worker_label()} refuses to grade: {problem}")
-    root = _scratch(lesson)
     with _LOCK:
+        root = _scratch(lesson)
         _write_files(root / "submitted" / student / lesson.assignment, submission)
         out = root / "autograded" / student / lesson.assignment
         if out.exists():
@@ -430,12 +437,16 @@ class LoopbackCluster:
 
         for process in [*self.workers.values(), self.scheduler]:
             if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
+                process.terminate()  # the nanny closes its worker, whose plugins close its judge
                 try:
-                    process.wait(20)
+                    process.wait(30)
                 except self._subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
+                    pass
+            try:
+                os.killpg(process.pid, signal.SIGKILL)  # whatever of its session is still there
+            except ProcessLookupError:
+                pass
+            process.wait()
 
     def __enter__(self) -> "LoopbackCluster":
         return self
