@@ -175,8 +175,9 @@ def run(students: int = 20, fast: bool = False, root: Path | None = None) -> Non
     print(f"\nprojection for 1,000 students x {len(lessons)} lesson(s), from {per_machine:.1f} s per submission "
           "per machine of this size (2 workers each) and the solutions graded first on every worker:")
     for machines_count in (10, 50):
-        hours = (1000 * per_machine / machines_count + parallel["canary"]) / 3600
-        print(f"  {machines_count} machines: {hours:.1f} h")
+        seconds = 1000 * per_machine / machines_count + parallel["canary"]
+        wall = f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+        print(f"  {machines_count} machines: {wall}")
 
 
 def main(args: argparse.Namespace) -> None:
