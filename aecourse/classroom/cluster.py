@@ -80,8 +80,8 @@ def _folder_files(folder: Path) -> tuple[tuple[str, bytes], ...]:
     return tuple((str(p.relative_to(folder)), p.read_bytes()) for p in sorted(folder.rglob("*")) if p.is_file())
 
 
-def _write_files(folder: Path, files) -> None:
-    if folder.exists():
+def _write_files(folder: Path, files, clear: bool = True) -> None:
+    if clear and folder.exists():
         shutil.rmtree(folder)
     for rel, content in files:
         path = folder / rel
@@ -139,10 +139,7 @@ def _scratch(lesson: Lesson) -> Path:
     if not marker.is_file() or marker.read_text() != lesson.digest:
         for name in ("solutions", "lessons"):
             shutil.rmtree(root / name / lesson.assignment, ignore_errors=True)
-        for rel, content in lesson.files:
-            path = root / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(content)
+        _write_files(root, lesson.files, clear=False)  # beside the other lessons' files
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(lesson.digest)
     return root
