@@ -19,6 +19,9 @@ PRECISION_ENV = "AECOURSE_PRECISION"  # "fp32", "bf16" or "auto": overrides Conf
 PRECISIONS = ("auto", "fp32", "bf16")
 LR_SCHEDULES = ("constant", "cosine")
 FAST_TRAIN, FAST_TEST, FAST_EPOCHS = 2_000, 500, 2  # what fast mode shrinks to
+# While nbgrader runs a notebook (autograde, or a student's Validate), the points come from the tests, and
+# the models after them only need to run with the student's pieces: fast mode shrinks further, to these.
+GRADED_TRAIN, GRADED_TEST, GRADED_EPOCHS = 500, 200, 1
 BUDGET_ENV = "AECOURSE_BUDGET"  # a number > 0: multiplies every model's training budget (default 1)
 # The recipes' epochs are passes over this many images (the 8,000-image split the course was timed on);
 # on a larger training set a model gets the same number of images, in fewer passes (Config.budgeted_steps).
@@ -36,6 +39,12 @@ def fast_mode() -> bool:
 def graded() -> bool:
     """True while nbgrader executes the notebook (its autograde, or a student's Validate)."""
     return bool(os.environ.get(NBGRADER_ENV))
+
+
+def fast_limits() -> tuple[int, int, int]:
+    """(training images, held-out images, epochs) that fast mode caps a run at: ``GRADED_*`` while nbgrader
+    runs the notebook, ``FAST_*`` otherwise."""
+    return (GRADED_TRAIN, GRADED_TEST, GRADED_EPOCHS) if graded() else (FAST_TRAIN, FAST_TEST, FAST_EPOCHS)
 
 
 def in_person() -> bool:
@@ -67,7 +76,7 @@ def default_precision() -> str:
 class Config:
     """Settings shared by a lesson's data loading and training.
 
-    In fast mode, ``__post_init__`` caps ``epochs``, ``n_train`` and ``n_test``.
+    In fast mode, ``__post_init__`` caps ``epochs``, ``n_train`` and ``n_test`` (``fast_limits``).
     """
 
     seed: int = 0  # one seed for torch, numpy and random
@@ -97,9 +106,10 @@ class Config:
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.fast:
-            self.epochs = min(self.epochs, FAST_EPOCHS)
-            self.n_train = min(self.n_train or FAST_TRAIN, FAST_TRAIN)
-            self.n_test = min(self.n_test or FAST_TEST, FAST_TEST)
+            n_train, n_test, epochs = fast_limits()
+            self.epochs = min(self.epochs, epochs)
+            self.n_train = min(self.n_train or n_train, n_train)
+            self.n_test = min(self.n_test or n_test, n_test)
 
     def budgeted_steps(self, epochs: int, n_train: int, whole_passes: bool = False) -> int:
         """Optimisation steps worth ``epochs`` passes over ``REFERENCE_TRAIN`` images, times ``budget``.
@@ -109,7 +119,7 @@ class Config:
         one. So on 8,000 images or fewer a model trains ``epochs * budget`` passes, and on full MNIST's
         60,000 it trains on as many images as on the 8,000-image split, in fewer passes (``fit`` cuts
         the last one short; ``whole_passes`` rounds up to a whole pass instead, so that a short run can be
-        set beside the first passes of a longer one). Fast mode caps it at ``FAST_EPOCHS`` passes.
+        set beside the first passes of a longer one). Fast mode caps it at its epochs' passes (``fast_limits``).
         """
         if n_train < 1 or epochs < 1:
             raise ValueError(f"need at least one epoch and one training image, got {epochs} and {n_train}")
@@ -118,7 +128,7 @@ class Config:
         steps = max(1, round(epochs * self.budget * reference))
         if whole_passes:
             steps = -(-steps // per_pass) * per_pass
-        return min(steps, FAST_EPOCHS * per_pass) if self.fast else steps
+        return min(steps, fast_limits()[2] * per_pass) if self.fast else steps
 
     @property
     def torch_device(self) -> torch.device:

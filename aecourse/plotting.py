@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from aecourse.config import FAST_ENV, FAST_EPOCHS, FAST_TRAIN, fast_mode
+from aecourse.config import FAST_ENV, fast_limits, fast_mode
 from aecourse.data import check_images
 from aecourse.latent import prior_radius
 
@@ -31,14 +31,17 @@ def set_style() -> None:
     })
 
 
-FAST_MODE_MARK = f"fast mode (${FAST_ENV}): models trained on {FAST_TRAIN:,} images, {FAST_EPOCHS} epochs"
+def fast_mode_mark() -> str:
+    """The line under every figure in fast mode: what its models were trained on."""
+    n_train, _, epochs = fast_limits()
+    return f"fast mode (${FAST_ENV}): models trained on {n_train:,} images, {epochs} epoch{'s' * (epochs > 1)}"
 
 
 def _marked(fig: Figure) -> Figure:
     """``fig``, with a line just below it in fast mode (a tight bounding box takes it in), so that no one takes
     it for the real result."""
     if fast_mode():
-        fig.text(0.995, 0.0, FAST_MODE_MARK, ha="right", va="top", fontsize=8, color="#D55E00")  # just below
+        fig.text(0.995, 0.0, fast_mode_mark(), ha="right", va="top", fontsize=8, color="#D55E00")  # just below
     return fig
 
 
@@ -46,39 +49,59 @@ def _images(images: torch.Tensor) -> np.ndarray:
     return check_images(images.detach().float().cpu(), "images")[:, 0].numpy()  # (N, 28, 28)
 
 
+GRID_GAP = 2  # pixels of white between the images of a grid
+
+
 def image_grid(images: torch.Tensor, ncol: int = 10, title: str | None = None,
                row_labels: list[str] | None = None, col_labels: list[str] | None = None,
                captions: list[str] | None = None, size: float = 1.0) -> Figure:
-    """Show ``images: (N, 1, 28, 28)`` in [0, 1] row by row, ``ncol`` per row.
+    """Show ``images: (N, 1, 28, 28)`` in [0, 1] row by row, ``ncol`` per row, ``size`` inches each.
 
-    ``row_labels`` name each row, ``col_labels`` each column, ``captions`` each image.
+    ``row_labels`` name each row, ``col_labels`` each column, ``captions`` each image. The grid is one
+    picture (``mosaic``) in one axes, with the labels as its ticks and the captions above each image:
+    drawing hundreds of small axes, one per image, took seconds.
     """
     pics = _images(images)
     nrow = -(-len(pics) // ncol)
     lines = max((str(label).count("\n") + 1 for label in (captions or col_labels or [])), default=0)
     room = 0.22 * lines  # inches above a row for its images' captions (column labels: the first row only)
+    px = 28 / size  # pixels per inch of the picture
+    band = round(room * px) if captions else 0  # pixels above each row for its captions
+    canvas, corners = mosaic(pics, ncol, gap=GRID_GAP, band=band)
     height = size * nrow + (room * nrow if captions else room) + 0.4
-    fig, axes = plt.subplots(nrow, ncol, squeeze=False, layout="constrained",  # makes room for every caption
-                             figsize=(size * ncol + (1.2 if row_labels else 0), height))
-    fig.get_layout_engine().set(w_pad=0.02, h_pad=0.02, wspace=0.02, hspace=0.02)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i < len(pics):
-            ax.imshow(pics[i], cmap="gray", vmin=0, vmax=1)
-    for r, label in enumerate(row_labels or []):
-        axes[r, 0].axis("on")
-        axes[r, 0].set(xticks=[], yticks=[])
-        axes[r, 0].grid(False)
-        for spine in axes[r, 0].spines.values():
-            spine.set_visible(False)
-        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=10)
-    for c, label in enumerate(col_labels or []):
-        axes[0, c].set_title(label, fontsize=9, fontweight="normal")
-    for ax, caption in zip(axes.flat, captions or []):
-        ax.set_title(caption, fontsize=9, fontweight="normal")
+    fig, ax = plt.subplots(figsize=(size * ncol + (1.2 if row_labels else 0), height), layout="constrained")
+    fig.get_layout_engine().set(w_pad=0.02, h_pad=0.02)
+    ax.imshow(canvas, cmap=plt.get_cmap("gray").with_extremes(bad="white"), vmin=0, vmax=1,
+              interpolation="nearest")
+    ax.grid(False)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.tick_params(length=0, labelsize=9, top=False, bottom=False, left=False, right=False,
+                   labelbottom=False, labeltop=bool(col_labels), labelleft=bool(row_labels))
+    rows = [corners[r * ncol][0] + 14 for r in range(nrow)]
+    ax.set_yticks(rows[:len(row_labels or [])], list(row_labels or []), fontsize=10)
+    cols = [corners[c][1] + 14 for c in range(min(ncol, len(pics)))]
+    ax.set_xticks(cols[:len(col_labels or [])], list(col_labels or []))
+    for (top, left), caption in zip(corners, captions or []):
+        ax.text(left + 14, top - 1, caption, ha="center", va="bottom", fontsize=9)
     if title:
         fig.suptitle(title)
     return _marked(fig)
+
+
+def mosaic(pics: np.ndarray, ncol: int, gap: int = GRID_GAP, band: int = 0) -> tuple[np.ndarray, list]:
+    """Tile ``pics: (N, H, W)`` into one picture, ``ncol`` per row, ``gap`` pixels apart and ``band``
+    pixels free above every row; NaN (drawn white) everywhere else. Returns it and the (top, left)
+    pixel of each image."""
+    n, h, w = pics.shape
+    nrow = -(-n // ncol)
+    canvas = np.full((nrow * (h + gap + band) - gap, ncol * (w + gap) - gap), np.nan, dtype=np.float32)
+    corners = []
+    for i, pic in enumerate(pics):
+        top, left = (i // ncol) * (h + gap + band) + band, (i % ncol) * (w + gap)
+        canvas[top:top + h, left:left + w] = pic
+        corners.append((top, left))
+    return canvas, corners
 
 
 def reconstruction_rows(rows: dict[str, torch.Tensor], n: int = 10, title: str = "Reconstructions") -> Figure:

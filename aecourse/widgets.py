@@ -30,7 +30,7 @@ from aecourse.losses import mse, psnr
 from aecourse.models import device_of, is_variational
 from aecourse.pictures import (BLUE, BLUE_HEX, SCALE, VERMILLION, VERMILLION_HEX, Canvas, column, digit, labelled_row,
                                row, text, titled, to_png)
-from aecourse.plotting import DIGIT_COLORS, FAST_MODE_MARK, label_classes, latent_scatter, roc_plot
+from aecourse.plotting import DIGIT_COLORS, fast_mode_mark, label_classes, latent_scatter, roc_plot
 
 STATIC_ENV = "AECOURSE_WIDGETS"  # "static" draws pictures instead of widgets
 STATIC_NOTICE = "A still picture: open this notebook in JupyterLab or Colab and run the cell to move the controls."
@@ -51,7 +51,7 @@ def _enable_colab_widgets() -> None:
 
 def _canvas(fig) -> Canvas:
     """A plot for an explorer's picture; in fast mode the explorer says so under the picture instead."""
-    return Canvas(fig, hide=(FAST_MODE_MARK,))
+    return Canvas(fig, hide=(fast_mode_mark(),))
 
 
 def _figure(width: float = 4.2, height: float = 3.6):
@@ -95,7 +95,7 @@ class Explorer:
         height, width = self.state["picture"].shape[:2]
         with self.image.hold_sync():  # one message to the browser: shown at its own size, never stretched
             self.image.value, self.image.width, self.image.height = to_png(self.state["picture"]), str(width), str(height)
-        self.info.value = words + (f"<br><span style='color:{VERMILLION_HEX}'>{FAST_MODE_MARK}</span>"
+        self.info.value = words + (f"<br><span style='color:{VERMILLION_HEX}'>{fast_mode_mark()}</span>"
                                    if fast_mode() else "")
 
     @property

@@ -27,12 +27,26 @@ def test_fast_mode_reads_the_environment(monkeypatch, env, expected):
     assert Config().fast is expected
 
 
-def test_fast_mode_shrinks_data_and_epochs():
+def test_fast_mode_shrinks_data_and_epochs(monkeypatch):
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
     cfg = Config(epochs=30, n_train=None, n_test=None, fast=True)
     assert (cfg.epochs, cfg.n_train, cfg.n_test) == (config.FAST_EPOCHS, config.FAST_TRAIN, config.FAST_TEST)
     assert Config(epochs=1, n_train=100, fast=True).n_train == 100  # never grows
     full = Config(epochs=30, fast=False)
     assert (full.epochs, full.n_train, full.n_test) == (30, None, None)
+
+
+def test_grading_shrinks_further_than_fast_mode_and_caps_the_steps_with_it(monkeypatch):
+    monkeypatch.delenv("AECOURSE_FAST", raising=False)
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    cfg = Config(epochs=30)
+    assert cfg.fast and (cfg.epochs, cfg.n_train, cfg.n_test) == (
+        config.GRADED_EPOCHS, config.GRADED_TRAIN, config.GRADED_TEST)
+    assert config.GRADED_TRAIN < config.FAST_TRAIN and config.GRADED_TEST < config.FAST_TEST
+    per_pass = -(-config.GRADED_TRAIN // cfg.batch_size)
+    assert cfg.budgeted_steps(30, config.GRADED_TRAIN) == config.GRADED_EPOCHS * per_pass
+    monkeypatch.delenv("NBGRADER_EXECUTION")
+    assert cfg.budgeted_steps(30, config.GRADED_TRAIN) == config.FAST_EPOCHS * per_pass
 
 
 def test_auto_device_prefers_cuda_then_mps_then_cpu(monkeypatch):

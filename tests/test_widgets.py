@@ -183,15 +183,15 @@ def test_explorers_need_the_right_model(models, images):
 
 @pytest.mark.parametrize("fast", ["1", "0"])
 def test_in_fast_mode_an_explorer_says_so_under_its_picture_not_inside_it(images, monkeypatch, fast):
-    from aecourse.plotting import FAST_MODE_MARK, roc_plot
+    from aecourse.plotting import fast_mode_mark, roc_plot
 
     monkeypatch.setenv("AECOURSE_FAST", fast)
     x, _ = images
     explorer = widgets.anomaly_threshold(torch.rand(len(x)), torch.arange(len(x)) % 3 == 0, x)
-    assert (FAST_MODE_MARK in explorer.info.value) == (fast == "1")
+    assert (fast_mode_mark() in explorer.info.value) == (fast == "1")
     fig = roc_plot(torch.tensor([0.0, 1.0]), torch.tensor([0.0, 1.0]), 0.5)
     widgets._canvas(fig)
-    assert FAST_MODE_MARK not in [t.get_text() for t in fig.texts]  # too wide for the explorer's picture
+    assert fast_mode_mark() not in [t.get_text() for t in fig.texts]  # too wide for the explorer's picture
 
 
 def test_interpolation_chooses_held_out_digits_by_class(models, images):
