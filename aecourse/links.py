@@ -13,7 +13,7 @@ from pathlib import Path
 from aecourse import _paths
 
 BADGE = re.compile(r"https://colab\.research\.google\.com/github/[^)\s]+?/blob/main/lessons/[^)\s]+\.ipynb")
-INSTALL = re.compile(r'"aecourse @ git\+https://[^"]+"')
+INSTALL = re.compile(r'COURSE = "https://[^"]+"')  # the install cell's address (pip installs git+COURSE)
 
 
 def repository() -> str:
@@ -24,12 +24,13 @@ def repository() -> str:
     return tomllib.loads((root / "pyproject.toml").read_text())["project"]["urls"]["Repository"].rstrip("/")
 
 
-def expected_links(lesson: str) -> tuple[str, str]:
-    """The badge target and the install requirement a lesson's notebook should carry."""
-    repo = repository()
+def expected_links(lesson: str, repo: str | None = None) -> tuple[str, str]:
+    """The badge target and the install cell's address line a lesson's notebook should carry, for ``repo``
+    (default: this checkout's ``repository()``)."""
+    repo = (repo or repository()).rstrip("/")
     slug = repo.removeprefix("https://github.com/")
     return (f"https://colab.research.google.com/github/{slug}/blob/main/lessons/{lesson}/{lesson}.ipynb",
-            f'"aecourse @ git+{repo}"')
+            f'COURSE = "{repo}"')
 
 
 def found_links(notebook: Path) -> tuple[list[str], list[str]]:

@@ -144,14 +144,11 @@ def publish(dest: Path, repository: str | None = None, make_zip: bool = False) -
 
 def _point_at(folder: Path, repository: str) -> None:
     """The lessons' badges and install cells, and pyproject's Repository, at the students' repository."""
-    slug = repository.removeprefix("https://github.com/")
     for path in sorted((folder / "lessons").glob("*/*.ipynb")):
-        lesson = path.stem
+        badge, install = links.expected_links(path.stem, repository)
         nb = nbformat.read(path, as_version=4)
         for cell in nb.cells:
-            cell.source = links.INSTALL.sub(f'"aecourse @ git+{repository}"', links.BADGE.sub(
-                f"https://colab.research.google.com/github/{slug}/blob/main/lessons/{lesson}/{lesson}.ipynb",
-                cell.source))
+            cell.source = links.INSTALL.sub(install, links.BADGE.sub(badge, cell.source))
         nbformat.write(nb, path)
     pyproject = folder / "pyproject.toml"
     pyproject.write_text(re.sub(r'(?m)^(Repository\s*=\s*)"[^"]*"', rf'\1"{repository}"', pyproject.read_text()))

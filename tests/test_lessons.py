@@ -257,6 +257,48 @@ def test_links_update_rewrites_an_old_address(tmp_path):
     assert nbformat.read(copy, as_version=4).cells[0].source == nbformat.read(_notebook("solutions", name), as_version=4).cells[0].source
 
 
+def _install_cell(name: str) -> str:
+    cells = nbformat.read(_notebook("lessons", name), as_version=4).cells
+    return next(c.source for c in cells if c.cell_type == "code" and "google.colab" in c.source)
+
+
+@pytest.mark.parametrize("reachable", [False, True])
+def test_the_colab_install_cell_says_what_to_do_when_the_course_address_does_not_exist(monkeypatch, reachable):
+    """On Colab, an address that does not answer (not set yet, or wrong) stops the cell with a message
+    that names the address and the instructor's command, before pip runs; a good one runs pip on it."""
+    import sys
+    import types
+    import urllib.error
+    import urllib.request
+
+    from IPython.core.interactiveshell import InteractiveShell
+    from aecourse import links
+
+    shell = InteractiveShell.instance()
+    pip_lines = []
+    monkeypatch.setitem(shell.magics_manager.magics["line"], "pip", pip_lines.append)
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+
+    class Answer:
+        def close(self):
+            pass
+
+    def urlopen(url, timeout=None):
+        if reachable:
+            return Answer()
+        raise urllib.error.HTTPError(url, 404, "Not Found", {}, None)
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    result = shell.run_cell(_install_cell(LESSONS[0]))
+    address = links.repository()
+    if reachable:
+        assert result.success and pip_lines == [f'install -q "aecourse @ git+{address}"']
+    else:
+        assert isinstance(result.error_in_exec, RuntimeError) and pip_lines == []
+        message = str(result.error_in_exec)
+        assert address in message and "404" in message and "python3 -m aecourse links" in message
+
+
 @pytest.mark.slow
 def test_validate_reports_every_unanswered_exercise_of_a_blank_copy(tmp_path):
     """A student's Validate runs under nbgrader, where a failed exercise fails its cell (no box, no going on)."""

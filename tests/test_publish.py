@@ -41,7 +41,7 @@ def test_the_lessons_point_at_the_students_repository(student_copy):
     for path in (student_copy / "lessons").glob("*/*.ipynb"):
         text = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells)
         assert "github/some-school/autoencoders/blob/main/lessons/" in text
-        assert "git+https://github.com/some-school/autoencoders" in text
+        assert 'COURSE = "https://github.com/some-school/autoencoders"' in text
         assert "aecourse/aecourse" not in text
     assert 'Repository = "https://github.com/some-school/autoencoders"' in (student_copy / "pyproject.toml").read_text()
 
