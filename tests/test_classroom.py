@@ -104,6 +104,10 @@ def test_repair_restores_stripped_metadata_and_keeps_the_edited_duplicate(course
     ("open('../../gradebook.db')", "grading files"),
     ("!cat /etc/passwd", "shell command"),
     ("def broken(:\n    get_ipython()", "IPython"),
+    # an indented magic line must not make the cell unreadable to the scan (it becomes an indented pass)
+    ("def f():\n    %time y = 1\n    sys.modules['aecourse.check'] = fake", "sys.modules"),
+    ("import sys\nm = sys.modules\nm.pop('torch')", "sys.modules"),
+    ("if 'x' in sys.modules:\n    del sys.modules['x']", "sys.modules"),
 ])
 def test_the_scan_flags_what_a_fair_answer_never_needs(source, reason):
     findings = scan_source(source)
@@ -115,6 +119,7 @@ def test_the_scan_is_quiet_on_the_course_itself(course):
         assert scan_notebook(nbformat.read(course.source_path(lesson), as_version=4)) == []
         assert scan_notebook(course.release(lesson)) == []
     assert scan_source("x = model.encoder(x)\nlosses.mse(a, b)\nself.layer = nn.Linear(2, 2)") == []
+    assert scan_source('import sys\nif "google.colab" not in sys.modules:\n    %pip install x') == []  # a lookup only
 
 
 def test_the_sandbox_shows_only_what_the_kernel_needs(tmp_path):

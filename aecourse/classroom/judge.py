@@ -46,15 +46,16 @@ JUDGE_MARK = "<submission"  # the filename of every code object compiled from th
 
 # --- the plan (outside the sandbox) ----------------------------------------------------------------
 
-def _code(source: str) -> str:
-    """A cell's Python: each line magic or shell line becomes ``pass`` (keeping the indentation)."""
+def python_of(source: str) -> str:
+    """A cell's Python: each line magic or shell line becomes ``pass`` (keeping the indentation, so that
+    the cell still parses); ``aecourse.classroom.scan`` reads cells the same way."""
     return "\n".join(re.sub(r"^(\s*)[%!].*$", r"\1pass", line) for line in source.splitlines())
 
 
 def _names(source: str) -> tuple[set[str], set[str]]:
     """(names a cell defines at top level or anywhere, names it reads that it does not define)."""
     try:
-        tree = ast.parse(_code(source))
+        tree = ast.parse(python_of(source))
     except SyntaxError:
         return set(), set()
     loads, stores = set(), set()
@@ -121,9 +122,9 @@ def make_plan(source_nb, submission_nb) -> dict:
                 continue
             if name in _names(test.source)[1]:
                 from_answer.add(name)
-        exercises.append({"id": grade_id, "test": _code(test.source), "names": sorted(from_answer),
-                          "answer": [_code(s) for i, s in student if i in chosen]})
-    return {"setup": [_code(instructor[i].source) for i in sorted(needed_setup)], "exercises": exercises}
+        exercises.append({"id": grade_id, "test": python_of(test.source), "names": sorted(from_answer),
+                          "answer": [python_of(s) for i, s in student if i in chosen]})
+    return {"setup": [python_of(instructor[i].source) for i in sorted(needed_setup)], "exercises": exercises}
 
 
 def apply(nb, verdicts: dict[str, dict]) -> None:

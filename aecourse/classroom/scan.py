@@ -11,6 +11,8 @@ import re
 
 import nbformat
 
+from .judge import python_of
+
 SUSPICIOUS_NAMES = {
     "get_ipython": "reaches into IPython (input transformers, events, magics)",
     "__builtins__": "changes Python's builtins",
@@ -41,12 +43,14 @@ def scan_source(source: str) -> list[tuple[int, str]]:
     """``(line, reason)`` for every suspicious construct in one code cell."""
     found = [(source[:m.start()].count("\n") + 1, f"shell command or magic {m.group(1)!r}")
              for m in MAGIC.finditer(source)]
-    code = "\n".join("pass" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+    code = python_of(source)
     try:
         tree = ast.parse(code)
     except SyntaxError:
         return found + [(n, SUSPICIOUS_NAMES[w]) for n, line in enumerate(code.splitlines(), 1)
                         for w in SUSPICIOUS_NAMES if w in line]
+    looked_up = {id(c.comparators[0]) for c in ast.walk(tree)  # `name in sys.modules` only reads it
+                 if isinstance(c, ast.Compare) and len(c.ops) == 1 and isinstance(c.ops[0], (ast.In, ast.NotIn))}
     for node in ast.walk(tree):
         line = getattr(node, "lineno", 0)
         if isinstance(node, ast.Name) and node.id in SUSPICIOUS_NAMES:
@@ -55,7 +59,7 @@ def scan_source(source: str) -> list[tuple[int, str]]:
             base = node.value.id if isinstance(node.value, ast.Name) else ""
             if node.attr in SUSPICIOUS_NAMES:
                 found.append((line, f"{node.attr}: {SUSPICIOUS_NAMES[node.attr]}"))
-            elif (base, node.attr) in SUSPICIOUS_ATTRS:
+            elif (base, node.attr) in SUSPICIOUS_ATTRS and id(node) not in looked_up:
                 found.append((line, f"{base}.{node.attr}: {SUSPICIOUS_ATTRS[base, node.attr]}"))
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
