@@ -202,8 +202,9 @@ def describe_device(device: torch.device | str = "auto") -> str:
 def describe_run(cfg: Config) -> str:
     """Two lines for a lesson's setup cell: the device, and whether this is fast mode (and what that means)."""
     if cfg.fast:
+        epochs = f"{cfg.epochs} epoch{'s' * (cfg.epochs != 1)}"
         mode = (f"FAST MODE (${FAST_ENV}, or nbgrader): every model trains on {cfg.n_train:,} images for at most "
-                f"{cfg.epochs} epoch{'s' * (cfg.epochs != 1)}, to check that the notebook runs. The figures will not show what the text "
+                f"{epochs}, to check that the notebook runs. The figures will not show what the text "
                 f"describes; unset ${FAST_ENV} for the real lesson.")
     else:
         scale = "" if cfg.budget == 1 else f" x {cfg.budget:g} (${BUDGET_ENV})"

@@ -34,7 +34,7 @@ def set_style() -> None:
 def fast_mode_mark() -> str:
     """The line under every figure in fast mode: what its models were trained on."""
     n_train, _, epochs = fast_limits()
-    return f"fast mode (${FAST_ENV}): models trained on {n_train:,} images, {epochs} epoch{'s' * (epochs > 1)}"
+    return f"fast mode (${FAST_ENV}): models trained on {n_train:,} images, {epochs} epoch{'s' * (epochs != 1)}"
 
 
 def _marked(fig: Figure) -> Figure:
