@@ -164,7 +164,8 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None
 def fit(model: nn.Module, data: Dataset, cfg: Config | None = None, objective: Objective | None = None, *,
         epochs: int | None = None, steps: int | None = None, lr: float | None = None,
         batch_size: int | None = None, progress: bool = True, history: History | None = None) -> History:
-    """Train ``model`` on ``data.train_x`` with Adam, evaluating on ``data.test_x`` after each epoch.
+    """Train ``model`` on ``data.train_x`` with Adam, evaluating on ``data.test_x`` after each epoch
+    (with the forward passes' arithmetic: bfloat16 where training uses it).
 
     ``steps`` (optional) stops training after that many optimisation steps, the last pass over the
     training images cut short where they run out (``epochs`` is then ignored; ``Config.budgeted_steps``
@@ -219,7 +220,8 @@ def fit(model: nn.Module, data: Dataset, cfg: Config | None = None, objective: O
                 bar.update()
             history.train.append({k: (v / seen).item() for k, v in totals.items()})
             history.seconds.append(time.perf_counter() - start)
-            history.test.append(evaluate(model, data.test_x, data.test_y, objective))
+            with training_autocast(model, device, autocast_dtype):  # as training: bf16 halves it
+                history.test.append(evaluate(model, data.test_x, data.test_y, objective))
             bar.set_postfix(epoch=len(history), train=f"{history.train[-1]['loss']:.4g}",
                             test=f"{history.test[-1]['loss']:.4g}")
     finally:
