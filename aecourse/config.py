@@ -22,10 +22,16 @@ FAST_TRAIN, FAST_TEST, FAST_EPOCHS = 2_000, 500, 2  # what fast mode shrinks to
 # While nbgrader runs a notebook (autograde, or a student's Validate), the points come from the tests, and
 # the models after them only need to run with the student's pieces: fast mode shrinks further, to these.
 GRADED_TRAIN, GRADED_TEST, GRADED_EPOCHS = 500, 200, 1
-BUDGET_ENV = "AECOURSE_BUDGET"  # a number > 0: multiplies every model's training budget (default 1)
-# The recipes' epochs are passes over this many images (the 8,000-image split the course was timed on);
-# on a larger training set a model gets the same number of images, in fewer passes (Config.budgeted_steps).
-REFERENCE_TRAIN = 8_000
+BUDGET_ENV = "AECOURSE_BUDGET"  # a number > 0: multiplies every model's training steps (default 1)
+# The recipes' epochs are passes over this many images (the 8,000-image split the course was timed on) in
+# batches of REFERENCE_BATCH: a budget of optimisation steps, the same on a larger training set
+# (Config.budgeted_steps).
+REFERENCE_TRAIN, REFERENCE_BATCH = 8_000, 64
+# Images per optimisation step on each kind of device (the default of Config.batch_size). A GPU computes a
+# step of the course's small models in about the same time for 256 images as for 64 (its time goes to
+# launching kernels), so at the same budget of steps it trains on four times the images; elsewhere
+# (CPUs, Apple GPUs) a step's time grows with its images, and the batch stays at 64.
+DEVICE_BATCH = {"cuda": 256}
 
 
 def fast_mode() -> bool:
@@ -67,6 +73,12 @@ def default_budget() -> float:
                          f"got {raw!r}") from None
 
 
+def default_batch_size(device: torch.device | str = "auto") -> int:
+    """Images per optimisation step on ``device``: ``DEVICE_BATCH`` for its kind, else ``REFERENCE_BATCH``."""
+    device = resolve_device(device) if isinstance(device, str) else device
+    return DEVICE_BATCH.get(device.type, REFERENCE_BATCH)
+
+
 def default_precision() -> str:
     """``$AECOURSE_PRECISION`` when set, else ``"auto"``."""
     return os.environ.get(PRECISION_ENV, "").strip().lower() or "auto"
@@ -82,7 +94,8 @@ class Config:
     seed: int = 0  # one seed for torch, numpy and random
     device: str = "auto"  # "auto" = CUDA, then Apple MPS, then CPU
     epochs: int = 10  # passes over the training images
-    batch_size: int = 64  # images per optimiser step
+    # images per optimiser step; None = the device's (default_batch_size: 256 on a CUDA GPU, else 64)
+    batch_size: int | None = None
     lr: float = 1e-3  # Adam learning rate
     # "constant", or "cosine": from lr down to 0 over the steps of one ``fit`` (half a cosine wave)
     lr_schedule: str = "constant"
@@ -94,11 +107,16 @@ class Config:
     # Training arithmetic: "auto" = bfloat16 autocast on a CPU with native bfloat16 instructions
     # (AVX512-BF16 or AMX), float32 everywhere else; "fp32"; or "bf16" (any device).
     precision: str = field(default_factory=default_precision)
-    # Multiplies how many images each model of the lessons trains on (see budgeted_steps); 2 = twice as long.
+    # Multiplies how many steps each model of the lessons trains for (see budgeted_steps); 2 = twice as long.
     budget: float = field(default_factory=default_budget)
 
     def __post_init__(self) -> None:
         self.data_dir, self.cache_dir = Path(self.data_dir), Path(self.cache_dir)
+        if self.batch_size is None:
+            self.batch_size = default_batch_size(self.device)
+        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+            raise ValueError(f"batch_size is the images per optimisation step: a whole number of at least 1, "
+                             f"got {self.batch_size!r}")
         if not self.budget > 0:
             raise ValueError(f"budget multiplies the training time of every model and must be above 0, "
                              f"got {self.budget} (check ${BUDGET_ENV} if you did not set it)")
@@ -112,19 +130,23 @@ class Config:
             self.n_test = min(self.n_test or n_test, n_test)
 
     def budgeted_steps(self, epochs: int, n_train: int, whole_passes: bool = False) -> int:
-        """Optimisation steps worth ``epochs`` passes over ``REFERENCE_TRAIN`` images, times ``budget``.
+        """Optimisation steps worth ``epochs`` passes over ``REFERENCE_TRAIN`` images in batches of
+        ``REFERENCE_BATCH``, times ``budget``: the lessons' training time is a number of steps, not a
+        number of passes over whatever data is loaded.
 
-        The lessons' training time is set by the images a model sees, not by the size of its training
-        set: ``round(epochs * budget * ceil(min(n_train, REFERENCE_TRAIN) / batch_size))`` steps, at least
-        one. So on 8,000 images or fewer a model trains ``epochs * budget`` passes, and on full MNIST's
-        60,000 it trains on as many images as on the 8,000-image split, in fewer passes (``fit`` cuts
-        the last one short; ``whole_passes`` rounds up to a whole pass instead, so that a short run can be
-        set beside the first passes of a longer one). Fast mode caps it at its epochs' passes (``fast_limits``).
+        ``round(epochs * budget * ceil(min(n_train, REFERENCE_TRAIN) / REFERENCE_BATCH))`` steps, at least
+        one. So on 8,000 images or fewer, in batches of 64 (a CPU's), a model trains ``epochs * budget``
+        passes, and on full MNIST's 60,000 it trains on as many images as on the 8,000-image split, in
+        fewer passes (``fit`` cuts the last one short; ``whole_passes`` rounds up to a whole pass instead,
+        so that a short run can be set beside the first passes of a longer one). The device chooses how
+        many images a step takes (``batch_size``, ``DEVICE_BATCH``): a CUDA GPU's steps take 256, so in
+        about the same time it trains on four times the images. Fast mode caps it at its epochs' passes
+        (``fast_limits``).
         """
         if n_train < 1 or epochs < 1:
             raise ValueError(f"need at least one epoch and one training image, got {epochs} and {n_train}")
         per_pass = -(-n_train // self.batch_size)
-        reference = -(-min(n_train, REFERENCE_TRAIN) // self.batch_size)
+        reference = -(-min(n_train, REFERENCE_TRAIN) // REFERENCE_BATCH)
         steps = max(1, round(epochs * self.budget * reference))
         if whole_passes:
             steps = -(-steps // per_pass) * per_pass
@@ -208,9 +230,10 @@ def describe_run(cfg: Config) -> str:
                 f"describes; unset ${FAST_ENV} for the real lesson.")
     else:
         scale = "" if cfg.budget == 1 else f" x {cfg.budget:g} (${BUDGET_ENV})"
-        mode = (f"Full mode: each model trains once, on its recipe's budget of images{scale} (aecourse.recipes), "
-                f"whatever the size of the training set; trained models are kept in {cfg.cache_dir}. "
-                f"To train longer, set ${BUDGET_ENV}=2 (twice the images) before starting Jupyter.")
+        mode = (f"Full mode: each model trains once, for its recipe's budget of steps{scale} (aecourse.recipes), "
+                f"whatever the size of the training set, {cfg.batch_size} images a step on this device; trained "
+                f"models are kept in {cfg.cache_dir}. To train longer, set ${BUDGET_ENV}=2 (twice the steps) "
+                f"before starting Jupyter.")
     return f"{describe_device(cfg.device)}\n{mode}"
 
 

@@ -6,9 +6,10 @@ benchmark scores, with the same hyperparameters::
     cae, history = recipes.CAE.train(data, cfg)          # a lesson: load from the cache or train
     model, history = recipes.CAE.fit(data, Config())     # a benchmark: always train, no cache
 
-A recipe's epochs are passes over the 8,000-image split the course was timed on; on a larger training set
-(full MNIST's 60,000 images) a model sees as many images, in fewer passes, so a lesson takes as long whatever
-the data (``Config.budgeted_steps``; ``$AECOURSE_BUDGET`` multiplies every budget). Fast mode
+A recipe's epochs are passes over the 8,000-image split the course was timed on, in batches of 64: a budget of
+optimisation steps. On a larger training set (full MNIST's 60,000 images) a model takes the same steps, in fewer
+passes, so a lesson takes as long whatever the data (``Config.budgeted_steps``; ``$AECOURSE_BUDGET`` multiplies
+every budget); a CUDA GPU's steps take 256 images (``config.DEVICE_BATCH``), so there it sees four times as many. Fast mode
 (``Config.fast``) caps every recipe's epochs and data, as it caps everything else.
 
 Every VAE here has a Bernoulli decoder, so it trains on binarized images (a fresh Bernoulli draw of each
@@ -38,7 +39,7 @@ class Recipe:
     title: str  # what it is, in words (tables, plots)
     make: Callable[[], nn.Module]  # builds the untrained model
     objective: Objective  # what training minimises
-    epochs: int  # passes over the 8,000-image split in full mode: the budget of images (Config.budgeted_steps)
+    epochs: int  # passes over the 8,000-image split in batches of 64: the budget of steps (Config.budgeted_steps)
     lr: float = 1e-3  # Adam's learning rate (at the start, with a schedule)
     lr_schedule: str = "constant"  # or "cosine" (see Config.lr_schedule)
 
@@ -47,7 +48,7 @@ class Recipe:
         return dataclasses.replace(cfg or Config(), epochs=self.epochs, lr=self.lr, lr_schedule=self.lr_schedule)
 
     def steps(self, n_train: int, cfg: Config | None = None) -> int:
-        """Optimisation steps on ``n_train`` training images: the recipe's epochs as a budget of images
+        """Optimisation steps on ``n_train`` training images: the recipe's epochs as a budget of steps
         (``Config.budgeted_steps``, with ``cfg.budget`` and fast mode)."""
         cfg = self.config(cfg)
         return cfg.budgeted_steps(cfg.epochs, n_train)

@@ -252,8 +252,8 @@ def fit_with_step(model: nn.Module, data: Dataset, step: Callable[[nn.Module, to
     over shuffled batches with Adam; the held-out per-image MSE after each epoch. Returns the ``History``.
 
     ``epochs`` (default ``cfg.epochs``) is capped by ``cfg.epochs``, so fast mode stays fast, and is a budget
-    as a recipe's is: passes over the 8,000-image split, so a larger training set trains on about as many
-    images (``Config.budgeted_steps``), in whole passes.
+    as a recipe's is: passes over the 8,000-image split in batches of 64, so a larger training set trains
+    for about as many steps (``Config.budgeted_steps``), in whole passes.
     """
     cfg = cfg or Config()
     epochs = cfg.epochs if epochs is None else min(epochs, cfg.epochs)  # fast mode's cap holds

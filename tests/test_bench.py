@@ -8,6 +8,7 @@ import torch
 
 from aecourse import recipes
 from aecourse.bench import quality, throughput
+from support import needs_mnist
 
 pytestmark = pytest.mark.slow  # each trains models or embeds codes for tens of seconds
 
@@ -126,3 +127,35 @@ def test_gpu_bench_says_plainly_that_it_measures_nothing_without_a_gpu(capsys, m
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert gpu.run(fast=True) == {}
     assert "No CUDA GPU on this machine, so nothing is measured" in capsys.readouterr().out
+
+
+@needs_mnist  # it builds the stand-in from MNIST's test set
+def test_datasize_bench_trains_one_budget_on_each_training_set_and_scores_three_ways(capsys, monkeypatch, tmp_path):
+    from aecourse.bench import datasize
+    from aecourse.config import DEVICE_BATCH, REFERENCE_BATCH
+
+    monkeypatch.setenv("AECOURSE_CACHE_DIR", str(tmp_path))
+    rows = datasize.run(fast=True)
+    out = capsys.readouterr().out
+    assert [(r["n_train"], r["batch_size"]) for r in rows] == [
+        (200, REFERENCE_BATCH), (400, REFERENCE_BATCH), (400, DEVICE_BATCH["cuda"]),
+        (16_000, REFERENCE_BATCH), (16_000, DEVICE_BATCH["cuda"])]
+    for r in rows:
+        for key in ("held_out_loss", "shifted_loss", "train_loss"):
+            assert math.isfinite(r[key]) and r[key] > 0
+            assert f"{r[key]:.1f}" in out
+        assert r["held_out_loss"] == pytest.approx(r["held_out_recon"] + r["held_out_kl"], rel=1e-5)
+    assert "16,000-image stand-in (8,000 + shifted copies)" in out and "| images a step |" in out
+
+
+def test_the_shifted_held_out_digits_move_as_the_standins_copies_do():
+    from aecourse.bench import datasize, standin
+
+    images = torch.zeros(300, 1, 28, 28)
+    images[:, 0, 14, 14] = 1.0  # one lit pixel in the middle of each
+    moved = datasize.shifted_like_standin(images, seed=1)
+    where = moved[:, 0].flatten(1).argmax(1)
+    dy, dx = where // 28 - 14, where % 28 - 14
+    assert moved.sum() == 300 and not ((dx == 0) & (dy == 0)).any()
+    assert dx.abs().max() == dy.abs().max() == standin.SHIFT
+    assert torch.equal(moved, datasize.shifted_like_standin(images, seed=1))

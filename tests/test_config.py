@@ -49,6 +49,18 @@ def test_grading_shrinks_further_than_fast_mode_and_caps_the_steps_with_it(monke
     assert cfg.budgeted_steps(30, config.GRADED_TRAIN) == config.FAST_EPOCHS * per_pass
 
 
+def test_the_device_chooses_the_images_per_step(monkeypatch):
+    assert config.default_batch_size("cpu") == config.REFERENCE_BATCH == 64
+    assert config.default_batch_size("mps") == 64  # a step's time grows with its images there
+    assert config.default_batch_size(torch.device("cuda")) == config.DEVICE_BATCH["cuda"] == 256
+    assert Config(device="cpu").batch_size == 64 and Config(device="cpu", batch_size=32).batch_size == 32
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # "auto" resolves to the GPU
+    assert Config().batch_size == 256 and Config(batch_size=64).batch_size == 64
+    for bad in (0, 2.5, "64"):
+        with pytest.raises(ValueError, match="images per optimisation step"):
+            Config(device="cpu", batch_size=bad)
+
+
 def test_auto_device_prefers_cuda_then_mps_then_cpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
@@ -124,26 +136,32 @@ def test_describe_run_says_which_mode_is_on_and_what_fast_mode_means(tmp_path):
     assert fast[0] == describe_device("auto")
     assert fast[1].startswith("FAST MODE") and "2,000 images for at most 2 epochs" in fast[1]
     assert "will not show what the text describes" in fast[1] and "unset $AECOURSE_FAST" in fast[1]
-    full = config.describe_run(Config(fast=False, cache_dir=tmp_path)).splitlines()
-    assert full[1].startswith("Full mode: each model trains once, on its recipe's budget of images (aecourse.recipes)")
+    full_cfg = Config(fast=False, cache_dir=tmp_path)
+    full = config.describe_run(full_cfg).splitlines()
+    assert full[1].startswith("Full mode: each model trains once, for its recipe's budget of steps (aecourse.recipes)")
+    assert f"{full_cfg.batch_size} images a step on this device" in full[1]
     assert f"kept in {tmp_path}" in full[1] and "$AECOURSE_BUDGET=2" in full[1]
     doubled = config.describe_run(Config(fast=False, cache_dir=tmp_path, budget=2)).splitlines()
-    assert "budget of images x 2 ($AECOURSE_BUDGET)" in doubled[1]
+    assert "budget of steps x 2 ($AECOURSE_BUDGET)" in doubled[1]
 
 
 def test_the_budget_gives_every_training_set_the_images_of_the_8000_image_split(monkeypatch):
-    full = Config(fast=False)  # batches of 64: 125 steps make a pass over 8,000 images
+    full = Config(fast=False, device="cpu")  # batches of 64: 125 steps make a pass over 8,000 images
     assert full.budgeted_steps(40, 8_000) == 40 * 125  # the split the recipes were set on: 40 passes, as before
     assert full.budgeted_steps(20, 7_200) == 20 * 113  # a smaller set: the recipe's passes over it
     assert full.budgeted_steps(40, 60_000) == 40 * 125  # full MNIST: as many images, 5.3 of its passes
     assert full.budgeted_steps(3, 60_000) == 375  # less than one pass of it
     assert full.budgeted_steps(3, 60_000, whole_passes=True) == 938  # ... or one whole pass (60,000 / 64)
     assert full.budgeted_steps(3, 8_000, whole_passes=True) == 3 * 125
-    assert Config(fast=False, budget=2).budgeted_steps(40, 60_000) == 2 * 40 * 125
+    assert Config(fast=False, device="cpu", budget=2).budgeted_steps(40, 60_000) == 2 * 40 * 125
     assert Config(fast=False, budget=0.001).budgeted_steps(1, 8_000) == 1  # at least one step
-    assert Config(fast=True).budgeted_steps(40, 2_000) == 2 * 32  # fast mode's cap: 2 passes
+    assert Config(fast=True, device="cpu").budgeted_steps(40, 2_000) == 2 * 32  # fast mode's cap: 2 passes
     with pytest.raises(ValueError, match="at least one epoch"):
         full.budgeted_steps(0, 100)
+    # a step takes the device's batch; the budget stays in steps, so larger batches see more images
+    big = Config(fast=False, device="cpu", batch_size=256)
+    assert big.budgeted_steps(40, 60_000) == 40 * 125 and big.budgeted_steps(40, 8_000) == 40 * 125
+    assert big.budgeted_steps(3, 8_000, whole_passes=True) == 12 * 32  # 375 steps, rounded up to 12 passes of 32
     with pytest.raises(ValueError, match="above 0"):
         Config(budget=0)
     monkeypatch.setenv("AECOURSE_BUDGET", "3")

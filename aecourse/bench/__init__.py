@@ -18,6 +18,7 @@ from pathlib import Path
 
 BENCHMARKS = {
     "quality": "held-out quality of the CAE and the two VAEs (-ELBO, importance-weighted NLL) against PCA and targets",
+    "datasize": "the lessons' VAE at one budget on 2,000 / 4,000 / 8,000 distinct digits and the 60,000 stand-in",
     "throughput": "training images/s, the tutorial DataLoader pipeline against the course's loop",
     "tsne": "t-SNE of 10,000 codes, the course's method against scikit-learn (time and trustworthiness)",
     "widgets": "milliseconds per slider move for every latent-space explorer",
