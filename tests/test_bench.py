@@ -159,3 +159,12 @@ def test_the_shifted_held_out_digits_move_as_the_standins_copies_do():
     assert moved.sum() == 300 and not ((dx == 0) & (dy == 0)).any()
     assert dx.abs().max() == dy.abs().max() == standin.SHIFT
     assert torch.equal(moved, datasize.shifted_like_standin(images, seed=1))
+
+
+def test_gpu_bench_times_a_step_at_both_batch_sizes_on_any_device():
+    from aecourse.bench import gpu
+    from aecourse.config import DEVICE_BATCH, REFERENCE_BATCH
+
+    seconds = gpu.step_seconds("cpu", steps=4, fast=True)
+    assert list(seconds) == [REFERENCE_BATCH, DEVICE_BATCH["cuda"]]
+    assert all(0 < s < 10 for s in seconds.values())

@@ -96,3 +96,19 @@ def test_docs_are_linked_from_the_readme_and_their_links_resolve():
         for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
             if not target.startswith(("http://", "https://", "mailto:")):
                 assert (page.parent / target).exists(), f"{page.name} links to {target}, which does not exist"
+
+
+def test_the_gpu_check_scripts_say_what_is_missing(tmp_path):
+    """.ci/gpu-kit needs the MNIST test set; .ci/gpu-check needs the kit (docs/development.md)."""
+    import shutil
+    import subprocess
+
+    copy = tmp_path / "repo"
+    (copy / ".ci").mkdir(parents=True)
+    for name in ("gpu-kit", "gpu-check"):
+        shutil.copy(ROOT / ".ci" / name, copy / ".ci" / name)
+    kit = subprocess.run(["bash", ".ci/gpu-kit", str(tmp_path / "empty")], cwd=copy, capture_output=True, text=True)
+    assert kit.returncode == 2 and "no MNIST test set in" in kit.stderr and not (copy / ".gpu").exists()
+    check = subprocess.run(["bash", ".ci/gpu-check"], cwd=copy, capture_output=True, text=True)
+    assert check.returncode == 2 and "no kit in .gpu/: run .ci/gpu-kit" in check.stderr
+    assert ".gpu/" in (ROOT / ".gitignore").read_text().splitlines()

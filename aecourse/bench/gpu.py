@@ -3,6 +3,8 @@
 1. Host-device syncs: one epoch of the lessons' VAE (binarized batches) and of the CAE under
    ``torch.cuda.set_sync_debug_mode("warn")``; the training step itself must not wait for the device,
    so the syncs per epoch stay a handful (the epoch's history and evaluation) whatever its steps.
+   Then a training step of the lessons' VAE in batches of 64 and of 256 images (a GPU's, whose steps
+   should cost about the same: ``TARGET_BATCH_COST``).
 2. Training throughput against the tutorial pipeline on the same GPU (``bench throughput``; target 5x).
 3. The explorers' milliseconds per move (``bench widgets``).
 4. Every lesson in full mode, cold and warm (``bench course --lesson all``; with ``--data standin``, on the
@@ -14,6 +16,7 @@ Without a CUDA GPU it says so and measures nothing: the GPU figures stay unmeasu
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import warnings
 
 import torch
@@ -23,6 +26,8 @@ from aecourse.data import load_mnist
 
 TARGET_SYNCS_PER_EPOCH = 10  # the epoch's history and held-out evaluation; none per training step
 TARGET_LESSON_SECONDS = 60.0
+# a step of DEVICE_BATCH["cuda"] images should cost at most this many times a step of REFERENCE_BATCH
+TARGET_BATCH_COST = 1.5
 
 
 def count_syncs(fast: bool = False) -> dict[str, tuple[int, int]]:
@@ -50,6 +55,29 @@ def count_syncs(fast: bool = False) -> dict[str, tuple[int, int]]:
     return counts
 
 
+def step_seconds(device: str = "cuda", steps: int = 200, fast: bool = False) -> dict[int, float]:
+    """Seconds per training step of the lessons' VAE on ``device`` in batches of 64 (a CPU's) and of 256
+    (a CUDA GPU's, ``config.DEVICE_BATCH``): ``{batch size: seconds}``, each after a warm-up run.
+
+    The course gives a GPU's steps four times the images because it expects them to cost about
+    the same there (``TARGET_BATCH_COST``); this measures it."""
+    from aecourse import recipes
+    from aecourse.config import DEVICE_BATCH, REFERENCE_BATCH
+    from aecourse.training import fit
+
+    cfg = Config(fast=fast, device=device)
+    data = load_mnist(cfg).binarized_held_out()
+    data.test_x, data.test_y = data.test_x[:10], data.test_y[:10]  # the timing is of training steps
+    seconds = {}
+    for batch_size in (REFERENCE_BATCH, DEVICE_BATCH["cuda"]):
+        run_cfg = dataclasses.replace(recipes.VAE.config(cfg), batch_size=batch_size)
+        model = recipes.VAE.make()
+        fit(model, data, run_cfg, recipes.VAE.objective, steps=max(1, steps // 4), progress=False)  # warm-up
+        history = fit(model, data, run_cfg, recipes.VAE.objective, steps=steps, progress=False)
+        seconds[batch_size] = sum(history.seconds) / steps
+    return seconds
+
+
 def run(fast: bool = False, lessons: bool = True) -> dict:
     """Every GPU check in turn; prints each table. Returns the sync counts (empty without a GPU)."""
     if not torch.cuda.is_available():
@@ -63,6 +91,12 @@ def run(fast: bool = False, lessons: bool = True) -> dict:
           f"{TARGET_SYNCS_PER_EPOCH} per epoch) |\n|---|---|---|---|")
     for name, (syncs, steps) in counts.items():
         print(f"| {name} | {syncs} | {steps} | {'yes' if syncs <= TARGET_SYNCS_PER_EPOCH else 'NO'} |")
+    per_step = step_seconds("cuda", steps=20 if fast else 300, fast=fast)
+    (small, t_small), (large, t_large) = per_step.items()
+    ratio = t_large / t_small
+    print(f"\nthe lessons' VAE, one training step: {1000 * t_small:.2f} ms for {small} images, {1000 * t_large:.2f} ms "
+          f"for {large} (x{ratio:.2f}; target <= x{TARGET_BATCH_COST}: {'yes' if ratio <= TARGET_BATCH_COST else 'NO'}, "
+          f"so a GPU's steps take {large} images)")
     from aecourse.bench import course, throughput, widgets
 
     throughput.run(repeats=1 if fast else 3, fast=fast)
