@@ -217,3 +217,24 @@ def test_an_honest_unusual_answer_keeps_its_points_unflagged(what):
     got = verdicts(submission(answers, extra))
     for exercise, verdict in got.items():
         assert verdict["passed"] and not verdict["tampered"], (exercise, verdict)
+
+
+def test_the_solution_and_the_students_share_one_judge_process(monkeypatch):
+    """The solution's run (which writes the checkpoint cache) and the students' use the same judge."""
+    import dataclasses
+
+    made = []
+
+    class Server:
+        def __init__(self, spec):
+            made.append(spec)
+
+        def judge(self, plan, seconds):
+            return {"x": {"passed": True, "message": "", "tampered": []}}
+
+    monkeypatch.setattr(judge, "JudgeServer", Server)
+    monkeypatch.setattr(judge, "_SERVERS", {})
+    plan = {"exercises": [{"id": "x"}]}
+    assert judge.run_plan(plan, dataclasses.replace(SPEC, warm_cache=True), 10)["x"]["passed"]
+    assert judge.run_plan(plan, SPEC, 10)["x"]["passed"]
+    assert len(made) == 1 and not made[0].warm_cache

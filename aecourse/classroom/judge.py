@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import dataclasses
 import json
 import os
 import re
@@ -235,6 +236,9 @@ def run_plan(plan: dict, spec, seconds: float) -> dict[str, dict]:
 
     atexit.unregister(close_servers)
     atexit.register(close_servers)  # a Dask worker closes them from a plugin (cluster.close_judges_plugin)
+    # one judge per worker, whichever notebook it grades: the solution's run differs from the students' only
+    # in writing the checkpoint cache (warm_cache), which the judge's read-only sandbox never mounts
+    spec = dataclasses.replace(spec, warm_cache=False)
     server = _SERVERS.get(spec) or _SERVERS.setdefault(spec, JudgeServer(spec))
     verdicts = server.judge(plan, seconds)
     why = verdicts if isinstance(verdicts, str) else "the judge gave no verdict for it (it crashed or was stopped)"
