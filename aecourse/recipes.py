@@ -9,8 +9,8 @@ benchmark scores, with the same hyperparameters::
 A recipe's epochs are passes over the 8,000-image split the course was timed on, in batches of 64: a budget of
 optimisation steps. On a larger training set (full MNIST's 60,000 images) a model takes the same steps, in fewer
 passes, so a lesson takes as long whatever the data (``Config.budgeted_steps``; ``$AECOURSE_BUDGET`` multiplies
-every budget); a CUDA GPU's steps take 256 images (``config.DEVICE_BATCH``), so there it sees four times as many. Fast mode
-(``Config.fast``) caps every recipe's epochs and data, as it caps everything else.
+every budget); a CUDA GPU's steps take 256 images (``config.DEVICE_BATCH``), so there it sees four times as
+many. Fast mode (``Config.fast``) caps every recipe's epochs and data, as it caps everything else.
 
 Every VAE here has a Bernoulli decoder, so it trains on binarized images (a fresh Bernoulli draw of each
 batch, ``VAEObjective(binarize=True)``) and is scored on a fixed binarization of the held-out images

@@ -43,13 +43,8 @@ FAST_SIZES, FAST_STEPS, FAST_TEST = (200, 400), 20, 200
 
 
 def shifted_like_standin(images: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    """``images`` each moved by an offset drawn as the stand-in's copies are: up to ``standin.SHIFT``
-    pixels in x and y, never (0, 0)."""
-    offsets = [(dx, dy) for dx in range(-standin.SHIFT, standin.SHIFT + 1)
-               for dy in range(-standin.SHIFT, standin.SHIFT + 1) if (dx, dy) != (0, 0)]
-    pick = torch.randint(len(offsets), (len(images),), generator=torch.Generator().manual_seed(seed)).tolist()
-    dx, dy = (torch.tensor([offsets[i][axis] for i in pick]) for axis in (0, 1))
-    return standin.shifted(images, dx, dy)
+    """``images`` each moved by an offset drawn as the stand-in's copies are (``standin.random_offsets``)."""
+    return standin.shifted(images, *standin.random_offsets(len(images), torch.Generator().manual_seed(seed)))
 
 
 def _score(model: torch.nn.Module, sets: dict[str, torch.Tensor]) -> dict[str, dict[str, float]]:
@@ -75,9 +70,11 @@ def run(fast: bool = False, seed: int = 0) -> list[dict]:
     n_test = FAST_TEST if fast else len(base.test_x)
     g = torch.Generator().manual_seed(seed)
     held_out = binarize(base.test_x[:n_test], generator=g)
-    shifted = binarize(shifted_like_standin(base.test_x[:n_test], seed), generator=torch.Generator().manual_seed(seed))
+    shifted = binarize(shifted_like_standin(base.test_x[:n_test], seed),
+                       generator=torch.Generator().manual_seed(seed))
     print(f"data: {base.source}")
-    print(f"{recipe.title}, {steps:,} steps of {' or '.join(map(str, BATCHES))} images each per training set; scored on {n_test:,} held-out digits, as they are and shifted", flush=True)
+    print(f"{recipe.title}, {steps:,} steps of {' or '.join(map(str, BATCHES))} images each per training set; "
+          f"scored on {n_test:,} held-out digits, as they are and shifted", flush=True)
 
     def train(name: str, data: Dataset, batch_size: int) -> dict:
         seed_everything(cfg.seed)

@@ -94,8 +94,9 @@ def run(fast: bool = False, lessons: bool = True) -> dict:
     per_step = step_seconds("cuda", steps=20 if fast else 300, fast=fast)
     (small, t_small), (large, t_large) = per_step.items()
     ratio = t_large / t_small
-    print(f"\nthe lessons' VAE, one training step: {1000 * t_small:.2f} ms for {small} images, {1000 * t_large:.2f} ms "
-          f"for {large} (x{ratio:.2f}; target <= x{TARGET_BATCH_COST}: {'yes' if ratio <= TARGET_BATCH_COST else 'NO'}, "
+    met = "yes" if ratio <= TARGET_BATCH_COST else "NO"
+    print(f"\nthe lessons' VAE, one training step: {1000 * t_small:.2f} ms for {small} images, "
+          f"{1000 * t_large:.2f} ms for {large} (x{ratio:.2f}; target <= x{TARGET_BATCH_COST}: {met}, "
           f"so a GPU's steps take {large} images)")
     from aecourse.bench import course, throughput, widgets
 

@@ -36,6 +36,15 @@ def shifted(images: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor) -> torch.T
     return padded[:, 0][index, rows[:, :, None], cols[:, None, :]].unsqueeze(1)
 
 
+def random_offsets(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(dx, dy)`` for ``n`` copies: each offset drawn uniformly from those of at most ``SHIFT`` pixels in x and
+    y, never (0, 0)."""
+    offsets = [(dx, dy) for dx in range(-SHIFT, SHIFT + 1) for dy in range(-SHIFT, SHIFT + 1) if (dx, dy) != (0, 0)]
+    pick = torch.randint(len(offsets), (n,), generator=generator).tolist()
+    dx, dy = (torch.tensor([offsets[i][axis] for i in pick]) for axis in (0, 1))
+    return dx, dy
+
+
 def build(folder: Path | str, source: Path | str | None = None, n_train: int = N_TRAIN) -> Path:
     """Write the stand-in into ``folder`` (created) from the test-split folder ``source``
     (default ``$AECOURSE_MNIST_DIR``); returns ``folder``, ready for ``$AECOURSE_MNIST_DIR``."""
@@ -50,13 +59,9 @@ def build(folder: Path | str, source: Path | str | None = None, n_train: int = N
     base_x, base_y = ds.train_x, ds.train_y
     if n_train < len(base_x):
         raise ValueError(f"n_train must be at least the {len(base_x):,} images it is built from, got {n_train:,}")
-    g = torch.Generator().manual_seed(SEED)
     extra = n_train - len(base_x)
     which = torch.arange(extra) % len(base_x)
-    offsets = [(dx, dy) for dx in range(-SHIFT, SHIFT + 1) for dy in range(-SHIFT, SHIFT + 1) if (dx, dy) != (0, 0)]
-    pick = torch.randint(len(offsets), (extra,), generator=g)
-    dx, dy = (torch.tensor([offsets[i][axis] for i in pick.tolist()]) for axis in (0, 1))
-    copies = shifted(base_x[which], dx, dy)
+    copies = shifted(base_x[which], *random_offsets(extra, torch.Generator().manual_seed(SEED)))
     train_x = torch.cat([base_x, copies])
     train_y = torch.cat([base_y, base_y[which]])
     folder = Path(folder)
