@@ -171,20 +171,3 @@ def test_a_cluster_needs_a_gradebook_its_workers_can_reach(tmp_path, capsys):
     code = cli.main(["autograde", "--course", str(course.root), "--scheduler", "tcp://10.1.2.3:8786",
                      "--db", "postgresql://postgres@localhost/gradebook"])
     assert code == 2 and "loopback" in capsys.readouterr().err
-
-
-def test_the_longest_lessons_are_handed_out_first_and_every_pair_once():
-    work = [(s, a) for s in ("ann", "bob", "cy") for a in ("01_a", "02_b", "03_c")]
-    order = cluster.longest_first(work, {"01_a": 3.0, "02_b": 9.5, "03_c": 5.0})
-    assert sorted(order) == sorted(work)
-    assert [a for _, a in order] == ["02_b"] * 3 + ["03_c"] * 3 + ["01_a"] * 3
-    assert [s for s, _ in order[:3]] == ["ann", "bob", "cy"]  # stable within a lesson
-    assert cluster.longest_first(work, {}) == work  # no timings (no solutions graded first): as given
-
-
-def test_prepare_reports_the_seconds_of_each_lessons_check(monkeypatch):
-    monkeypatch.setattr(cluster, "ready", lambda lesson, setup: "" if lesson.assignment != "03_c" else "broken")
-    lessons = [cluster.Lesson(a, ()) for a in ("01_a", "02_b", "03_c", "04_d")]
-    result = cluster.prepare(lessons, None)
-    assert list(result["lessons"]) == ["01_a", "02_b", "03_c"]  # it stops at the first problem
-    assert result["problem"] == "03_c: broken" and all(s >= 0 for s in result["lessons"].values())

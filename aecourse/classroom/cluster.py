@@ -198,28 +198,18 @@ def ready(lesson: Lesson, setup: Setup) -> str:
 
 
 def prepare(lessons: list[Lesson], setup: Setup) -> dict:
-    """Run on each worker before grading: ``{"worker", "problem", "seconds", "lessons"}`` ("" problem = ready;
-    ``lessons``: the seconds each lesson's check took, its solution graded there)."""
+    """Run on each worker before grading: ``{"worker", "problem", "seconds"}`` ("" problem = ready)."""
     start = time.perf_counter()
-    problem, seconds = "", {}
+    problem = ""
     for lesson in lessons:
-        began = time.perf_counter()
         try:
             problem = ready(lesson, setup)
         except Exception as err:  # noqa: BLE001 (a worker that cannot even check itself refuses work)
             problem = f"checking itself failed: {type(err).__name__}: {err}"
-        seconds[lesson.assignment] = time.perf_counter() - began
         if problem:
             problem = f"{lesson.assignment}: {problem}"
             break
-    return {"worker": worker_label(), "problem": problem, "seconds": time.perf_counter() - start, "lessons": seconds}
-
-
-def longest_first(work: list[tuple[str, str]], seconds: dict[str, float]) -> list[tuple[str, str]]:
-    """``(student, lesson)`` pairs in the order to hand them out: the lessons whose solutions took longest
-    first (stable within a lesson), so that the last tasks of a run are short ones and no worker is left
-    grading a long notebook alone at the end."""
-    return sorted(work, key=lambda pair: -seconds.get(pair[1], 0.0))
+    return {"worker": worker_label(), "problem": problem, "seconds": time.perf_counter() - start}
 
 
 def grade_task(lesson: Lesson, setup: Setup, student: str, submission: tuple[tuple[str, bytes], ...]) -> dict:
@@ -320,11 +310,9 @@ def autograde(course: Course, work: list[tuple[str, str]], spec, workers: int, s
         addresses = sorted(_worker_addresses(client))
         checks = [client.submit(prepare, list(bundles.values()), setup, workers=[a], allow_other_workers=False,
                                 pure=False, key=f"prepare-{i}-{time.time_ns()}") for i, a in enumerate(addresses)]
-        healthy, refusals, lesson_seconds = [], [], {}
+        healthy, refusals = [], []
         for address, check in zip(addresses, checks):
             result = check.result()
-            for lesson, seconds in result.get("lessons", {}).items():
-                lesson_seconds[lesson] = max(seconds, lesson_seconds.get(lesson, 0.0))
             if result["problem"]:
                 refusals.append(f"worker {result['worker']} refuses work: {result['problem']}")
                 log(f"  {refusals[-1]}")
@@ -340,7 +328,7 @@ def autograde(course: Course, work: list[tuple[str, str]], spec, workers: int, s
         submitted = {(s, a): _folder_files(course.root / "submitted" / s / a) for s, a in work}
         futures = {client.submit(grade_task, bundles[a], setup, s, submitted[s, a], workers=healthy,
                                  allow_other_workers=False, pure=False, key=f"grade-{s}-{a}-{time.time_ns()}"): (s, a)
-                   for s, a in longest_first(work, lesson_seconds)}
+                   for s, a in work}
         rows = {}
         pending = set(futures)
         while pending:
