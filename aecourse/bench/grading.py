@@ -4,10 +4,12 @@ Each generated student hands in all five lessons: the instructor's answers with 
 blank (a different one per student), so every grade is known in advance. The class is graded
 serially (SQLite) and on a local Dask cluster of two workers (PostgreSQL), each with the judge
 (``aecourse.classroom.judge``, which decides the points) and without it (points from the notebook
-run alone), then through an external scheduler with two worker processes, all in the same run, in
-the sandbox, in grading mode; the figures are seconds per full-course submission (the solutions,
-graded first on every worker, timed apart), the judge's cost, the speed-up, and a projection for
-1,000 students on 10 and 50 machines of this size.
+run alone), serially once more with every kernel started fresh in bubblewrap instead of forked
+from the fork server (``aecourse.classroom.forkserver``), then through an external scheduler with
+two worker processes, all in the same run, in the sandbox, in grading mode; the figures are seconds
+per full-course submission (the solutions, graded first on every worker, timed apart), the judge's
+cost, what the fork server saves, the speed-up, and a projection for 1,000 students on 10 and 50
+machines of this size.
 """
 
 from __future__ import annotations
@@ -22,9 +24,7 @@ import nbformat
 
 from aecourse import _paths
 from aecourse.classroom import autograde as ag
-from aecourse.classroom import cluster
-from aecourse.classroom import judge as judge_module
-from aecourse.classroom import pgserver
+from aecourse.classroom import cluster, execute, forkserver, pgserver
 from aecourse.classroom.collect import collect
 from aecourse.classroom.course import Course
 
@@ -48,18 +48,18 @@ def make_class(course: Course, inbox: Path, students: int, lessons: list[str]) -
 
 
 def grade_class(source: Course, folder: Path, students: int, lessons: list[str], workers: int = 1,
-                db: str | None = None, judge: bool = True, scheduler: str | None = None) -> dict:
+                db: str | None = None, judge: bool = True, scheduler: str | None = None, fork: bool = True) -> dict:
     course = source.copy_to(folder / "course")
     if db:
         course.db_url = db
     ag.release(course, lessons)
     expected = make_class(course, folder / "inbox", students, lessons)
     work = [(r.student, r.assignment) for r in collect(folder / "inbox", course) if r.status == "collected"]
-    spec = dataclasses.replace(ag.course_spec(course), judge=judge)
+    spec = dataclasses.replace(ag.course_spec(course), judge=judge, fork=fork)
     timings: dict = {}
     rows = ag.autograde(course, work, spec, workers=workers, scheduler=scheduler, log=lambda *a: None,
                         timings=timings)
-    judge_module.close_servers()
+    execute.close_servers()
     return {"seconds": timings["grading"], "canary": timings["prepare"], "expected": expected,
             "grades": {(r.student, r.assignment): r.score for r in rows},
             "workers": sorted({r.worker.split()[0] for r in rows})}
@@ -68,13 +68,12 @@ def grade_class(source: Course, folder: Path, students: int, lessons: list[str],
 def breakdown(source: Course, folder: Path, lessons: list[str]) -> list[dict]:
     """Where the seconds of one submission go: the instructor's solution of each lesson graded
     serially with the judge on a warm cache, timed by step (kernel start, the cell that imports torch
-    and the course and loads the data, the other cells, the judge, and nbgrader's own work: reading,
-    sanitising, the gradebook, copying)."""
+    and the course and loads the data, the other cells, waiting for the judge after them, and
+    nbgrader's own work: reading, sanitising, the gradebook, copying), with the judge's own time
+    (alongside the cells) and the fork server's start apart."""
     import collections
 
     from nbclient import NotebookClient
-
-    from aecourse.classroom import execute
 
     course = source.copy_to(folder / "course")
     ag.release(course, lessons)
@@ -101,7 +100,9 @@ def breakdown(source: Course, folder: Path, lessons: list[str]) -> list[dict]:
 
     timed(NotebookClient, "start_new_kernel_client", "kernel start")
     timed(execute.SandboxedExecute, "preprocess", "execute")
-    timed(execute.SandboxedExecute, "_judge", "judge")
+    timed(execute.SandboxedExecute, "_judge", "judge, alongside")
+    timed(execute.SandboxedExecute, "_verdicts", "waiting for the judge")
+    timed(forkserver.ForkServer, "__init__", "fork server start")
     imports = {a: next(i for i, c in enumerate(course.release(a).cells)
                        if c.cell_type == "code" and "import torch" in c.source) for a in lessons}
     timed(execute.SandboxedExecute, "_run",
@@ -115,14 +116,14 @@ def breakdown(source: Course, folder: Path, lessons: list[str]) -> list[dict]:
             start = time.perf_counter()
             ag._grade_one(str(course.root), course.db_url, spec.to_json(), a, work[a])
             total = time.perf_counter() - start
-            parts = ("kernel start", "import cell", "other cells", "judge")
+            parts = ("kernel start", "import cell", "other cells", "waiting for the judge", "fork server start")
             rows.append({"lesson": a, "total": total, **times, "nbgrader": total - times["execute"],
                          "rest of execute": times["execute"] - sum(times[k] for k in parts)})
     finally:
         for (cls, name), original in originals.items():
             setattr(cls, name, original)
         del execute.SandboxedExecute._lesson
-        judge_module.close_servers()
+        execute.close_servers()
     return rows
 
 
@@ -141,6 +142,7 @@ def run(students: int = 20, fast: bool = False, root: Path | None = None) -> Non
             with pgserver.server() as db:
                 runs["local Dask, 2 workers", judged] = grade_class(source, tmp / f"local{judged}", students, lessons,
                                                                     2, db, judged)
+        fresh = grade_class(source, tmp / "fresh", students, lessons, judge=True, fork=False)
         rows = breakdown(source, tmp / "breakdown", lessons)
         with pgserver.server() as db, cluster.LoopbackCluster(tmp / "machines") as machines:
             for name in ("w1", "w2"):
@@ -148,24 +150,28 @@ def run(students: int = 20, fast: bool = False, root: Path | None = None) -> Non
             machines.wait_for(2)
             runs["external scheduler, 2 worker processes", True] = grade_class(
                 source, tmp / "external", students, lessons, db=db, scheduler=machines.address)
-    print("| run | gradebook | judge | solutions first | grading | seconds per full-course submission |\n"
-          "|---|---|---|---|---|---|")
-    for (name, judged), run in runs.items():
-        print(f"| {name} | {'SQLite' if name == 'serial' else 'PostgreSQL'} | {'yes' if judged else 'no'} | "
+    print("| run | kernels | gradebook | judge | solutions first | grading | seconds per full-course submission |\n"
+          "|---|---|---|---|---|---|---|")
+    for (name, judged), run in [*runs.items(), (("serial", True), fresh)]:
+        print(f"| {name} | {'forked' if run is not fresh else 'started fresh'} | "
+              f"{'SQLite' if name == 'serial' else 'PostgreSQL'} | {'yes' if judged else 'no'} | "
               f"{run['canary']:.0f} s | {run['seconds']:.0f} s | {run['seconds'] / students:.1f} |")
     for name in ("serial", "local Dask, 2 workers"):
         cost = runs[name, True]["seconds"] / runs[name, False]["seconds"] - 1
         print(f"\nthe judge costs {cost:+.0%} ({name})", end="")
     serial, parallel = runs["serial", True], runs["local Dask, 2 workers", True]
+    print(f"\nkernels forked from the fork server: {fresh['seconds'] / serial['seconds']:.2f}x as fast as "
+          f"kernels started fresh (serial, judge on); target: at most 15 s per submission serially")
     external = runs["external scheduler, 2 worker processes", True]
     print(f"\nspeed-up with 2 workers: {serial['seconds'] / parallel['seconds']:.2f}x local, "
           f"{serial['seconds'] / external['seconds']:.2f}x external (ideal 2.00x)")
     print(f"workers that graded (external): {', '.join(external['workers'])}")
-    same = all(run["grades"] == serial["grades"] for run in runs.values())
+    same = all(run["grades"] == serial["grades"] for run in [*runs.values(), fresh])
     right = serial["grades"] == serial["expected"]
-    print(f"grades: the same in all {len(runs)} runs: {same}; == the known answers: {right}")
+    print(f"grades: the same in all {len(runs) + 1} runs: {same}; == the known answers: {right}")
     print("\nwhere one submission's seconds go (the solution, serial, judge on, warm cache):\n")
-    keys = ["kernel start", "import cell", "other cells", "judge", "rest of execute", "nbgrader"]
+    keys = ["fork server start", "kernel start", "import cell", "other cells", "waiting for the judge",
+            "rest of execute", "nbgrader", "judge, alongside"]
     print("| lesson | total | " + " | ".join(keys) + " |\n|---|" + "---|" * (len(keys) + 1))
     for row in rows:
         print(f"| {row['lesson']} | {row['total']:.1f} | " + " | ".join(f"{row.get(k, 0):.1f}" for k in keys) + " |")

@@ -20,10 +20,10 @@ import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 from traitlets.config import Config
 
-from . import cluster, judge
+from . import cluster
 from .cluster import worker_label
 from .course import Course, CourseError
-from .execute import JUDGE_SOURCE_ENV, STOPPED
+from .execute import JUDGE_SOURCE_ENV, STOPPED, close_servers
 from .sandbox import SANDBOX_ENV, Limits, SandboxSpec, check_sandbox
 
 # nbgrader's gradebook warns about its own session handling on every read; it is not ours to fix.
@@ -190,7 +190,7 @@ def autograde(course: Course, work: list[tuple[str, str]], spec: SandboxSpec, wo
     try:
         runs = [_grade_one(str(course.root), course.db_url, spec.to_json(), a, s) for s, a in work]
     finally:
-        judge.close_servers()
+        close_servers()
     timings["grading"] = time.perf_counter() - start
     rows = [outcome(course, a, s, run) for (s, a), run in zip(work, runs)]
     for row in rows:

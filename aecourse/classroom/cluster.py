@@ -233,17 +233,17 @@ def grade_task(lesson: Lesson, setup: Setup, student: str, submission: tuple[tup
 
 
 def close_judges_plugin():
-    """A worker plugin that stops the worker's judge process when the worker closes (a process started
-    by Dask's nanny does not run ``atexit`` handlers)."""
+    """A worker plugin that stops the worker's judge and fork server when the worker closes (a process
+    started by Dask's nanny does not run ``atexit`` handlers)."""
     from distributed import WorkerPlugin
 
     class CloseJudges(WorkerPlugin):
         name = "aecourse-close-judges"
 
         def teardown(self, worker) -> None:
-            from aecourse.classroom import judge  # absolute: this class travels to the worker by value
+            from aecourse.classroom import execute  # absolute: this class travels to the worker by value
 
-            judge.close_servers()
+            execute.close_servers()
 
     return CloseJudges()
 

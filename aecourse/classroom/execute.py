@@ -13,7 +13,9 @@ import copy
 import os
 import re
 import secrets
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
@@ -27,6 +29,18 @@ from .sandbox import SANDBOX_ENV, SandboxedKernelManager, SandboxSpec
 MAX_SKIPS = 3
 JUDGE_SOURCE_ENV = "AECOURSE_JUDGE_SOURCE"  # the folder of the instructor's notebooks (set by the grader)
 STOPPED = "GradingStopped"  # the ename of the outputs this step writes
+
+
+def close_servers() -> None:
+    """Stop this process's judge and fork-server processes (when a grading run or worker ends)."""
+    from . import forkserver, judge
+
+    judge.close_servers()
+    forkserver.close_servers()
+
+
+_JUDGING: ThreadPoolExecutor | None = None
+_JUDGING_LOCK = threading.Lock()
 
 
 class _Stop(Exception):
@@ -56,6 +70,10 @@ class SandboxedExecute(Execute):
         self._skipped: dict[int, str] = {}
         self._deadline = time.monotonic() + limits.notebook_seconds
         self._managers: list[SandboxedKernelManager] = []
+        # the judge needs only the submission and the instructor's notebook: it runs alongside the
+        # notebook (the kernel uses one core), and its verdicts are applied when both are done
+        info = dict((resources or {}).get("nbgrader", {}))
+        judging = self._start(self._judge, original, info) if self.spec.judge else None
         try:
             while True:
                 work = copy.deepcopy(original)
@@ -68,28 +86,46 @@ class SandboxedExecute(Execute):
                     if len(self._skipped) > MAX_SKIPS or time.monotonic() >= self._deadline:
                         nb = self._give_up(work, stop)
                         break
-            if self.spec.judge:
-                self._judge(original, nb, resources)
+            if judging is not None:
+                from . import judge
+
+                judge.apply(nb, self._verdicts(judging))
             return nb, resources
         finally:
             for manager in self._managers:  # whatever path the kernel ended by
                 manager.remove()
 
-    def _judge(self, submitted, nb, resources) -> None:
-        """The points: each exercise's tests again, in the judge, out of the submission's reach."""
+    @staticmethod
+    def _start(function, *args) -> Future:
+        """``function(*args)`` in this process's judging thread. One thread, kept for the process's
+        life: the judge process it starts dies with the thread that started it (``--die-with-parent``),
+        and it answers one notebook at a time."""
+        global _JUDGING
+        with _JUDGING_LOCK:
+            if _JUDGING is None:
+                _JUDGING = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aecourse-judge")
+        return _JUDGING.submit(function, *args)
+
+    @staticmethod
+    def _verdicts(judging: Future) -> dict[str, dict]:
+        """The judge's verdicts, once it is done (a separate step: ``bench grading`` times the wait)."""
+        return judging.result()
+
+    def _judge(self, submitted, info: dict) -> dict[str, dict]:
+        """The points: each exercise's tests again, in the judge, out of the submission's reach
+        (``info``: nbgrader's assignment and notebook names)."""
         from . import judge
 
         source = os.environ.get(JUDGE_SOURCE_ENV)
-        info = (resources or {}).get("nbgrader", {})
         path = Path(source or ".", info.get("assignment", ""), f"{info.get('notebook', '')}.ipynb")
         if not source or not path.is_file():
             verdicts = {c.metadata["nbgrader"]["grade_id"]: {
                 "passed": False, "tampered": [], "message": f"the instructor's notebook {path} is missing"}
-                for c in nb.cells if judge._is_test(c)}
+                for c in submitted.cells if judge._is_test(c)}
         else:
             plan = judge.make_plan(nbformat.read(path, as_version=4), submitted)
             verdicts = judge.run_plan(plan, self.spec, max(60.0, self._deadline - time.monotonic()))
-        judge.apply(nb, verdicts)
+        return verdicts
 
     def create_kernel_manager(self):
         manager = super().create_kernel_manager()

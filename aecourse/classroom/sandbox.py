@@ -12,6 +12,10 @@ be made (as root), else ``RLIMIT_NPROC`` (as a normal user); disk: each file at 
 ``Limits.disk_gib`` (``RLIMIT_FSIZE``), the private folder as a whole watched twice a second for its
 size and number of files (the kernel is stopped past either), ``/tmp`` a small size-limited tmpfs;
 wall-clock time per cell and per notebook is enforced by ``aecourse.classroom.execute``.
+
+A kernel is started fresh in this sandbox only where the fork server cannot run and for the
+instructor's solutions; otherwise it is forked from one (``aecourse.classroom.forkserver``, which
+runs in this sandbox and builds each kernel's own namespaces after the fork).
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from queue import Empty
+
+from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
 
 TMP_BYTES = 256 * 2**20  # the sandbox's /tmp (TMPDIR points into the private folder, which has the quota)
@@ -61,6 +68,7 @@ class SandboxSpec:
     cache: str = ""  # checkpoints every kernel starts from (a private copy of them)
     warm_cache: bool = False  # True for the instructor's solution only: it writes into ``cache``
     judge: bool = True  # False: points from the notebook run alone (``bench grading`` measures the judge's cost)
+    fork: bool = True  # kernels forked from a pre-imported server (``aecourse.classroom.forkserver``)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -85,9 +93,11 @@ def python_roots() -> list[str]:
     return sorted(found | {os.path.abspath(r) for r in roots if Path(r).exists()})
 
 
-def bwrap_command(workdir: Path, spec: SandboxSpec, argv: list[str], writable: bool = True) -> list[str]:
+def bwrap_command(workdir: Path, spec: SandboxSpec, argv: list[str], writable: bool = True,
+                  binds: list[tuple[str, str]] = ()) -> list[str]:
     """The bubblewrap command line that runs ``argv`` with ``workdir`` as its only writable folder
-    (read-only too when not ``writable``: the judge writes nowhere but its private ``/tmp``)."""
+    (read-only too when not ``writable``: the judge writes nowhere but its private ``/tmp``), also
+    shown at each ``binds`` target (the fork server's pool)."""
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         raise SandboxError("bubblewrap is not installed: install the Debian package `bubblewrap` "
@@ -104,6 +114,8 @@ def bwrap_command(workdir: Path, spec: SandboxSpec, argv: list[str], writable: b
     for root in python_roots() + [str(Path(p).resolve()) for p in spec.readonly]:
         cmd += ["--ro-bind", os.path.realpath(root), root]
     cmd += ["--bind" if writable else "--ro-bind", str(workdir), str(workdir), "--chdir", str(workdir / "cwd")]
+    for source, target in binds:
+        cmd += ["--bind", source, target]
     if writable and spec.warm_cache and spec.cache:
         cmd += ["--bind", spec.cache, spec.cache]
     for key, value in kernel_env(workdir, spec).items():
@@ -122,9 +134,9 @@ def kernel_env(workdir: Path, spec: SandboxSpec) -> dict[str, str]:
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), **dict(spec.env)}
 
 
-def prepare_workdir(spec: SandboxSpec) -> Path:
+def prepare_workdir(spec: SandboxSpec, parent: Path | None = None) -> Path:
     """A private folder for one kernel: its cwd, home, checkpoints (a copy of the warm cache), sockets."""
-    workdir = Path(tempfile.mkdtemp(prefix="aecourse-kernel-"))
+    workdir = Path(tempfile.mkdtemp(prefix="aecourse-kernel-", dir=parent))
     for sub in ("cwd", "home", "data", "run"):
         (workdir / sub).mkdir()
     if spec.cache and spec.warm_cache:
@@ -204,15 +216,46 @@ def launch(argv: list[str]) -> None:
     os.execvp(command[0], command)
 
 
-def limit_prefix(limits: Limits, cgroup: Path | None) -> list[str]:
-    """The launcher command that applies ``limits`` before the sandbox starts."""
+def limit_prefix(limits: Limits, cgroup: Path | None, nproc: bool = True) -> list[str]:
+    """The launcher command that applies ``limits`` before the sandbox starts (``RLIMIT_NPROC`` too
+    unless not ``nproc``: the fork server's kernels each set their own)."""
     if cgroup is None and os.getuid() == 0:
         raise SandboxError("cannot limit processes: running as root, where RLIMIT_NPROC does not apply, "
                            "and no pids cgroup could be made under /sys/fs/cgroup. Grade as a normal user, "
                            "or pass --no-sandbox to grade without protections.")
-    nproc = "-" if cgroup is not None else str(own_task_count() + limits.processes)
+    count = "-" if cgroup is not None or not nproc else str(own_task_count() + limits.processes)
     memory, disk = int(limits.memory_gib * 2**30), int(limits.disk_gib * 2**30)
-    return [sys.executable, "-m", "aecourse.classroom.sandbox", str(memory), str(disk), str(cgroup or "-"), nproc]
+    return [sys.executable, "-m", "aecourse.classroom.sandbox", str(memory), str(disk), str(cgroup or "-"), count]
+
+
+class SandboxedKernelClient(AsyncKernelClient):
+    """jupyter_client's client, less the 0.2 s of IOPub silence it waits for once a new kernel has
+    answered: that wait only drops the kernel's start-up messages, and nbclient already ignores every
+    message that does not answer its own request. Ready is still a kernel_info reply on the shell
+    channel and a message on IOPub (the subscription works), as in jupyter_client."""
+
+    async def _async_wait_for_ready(self, timeout: float | None = None) -> None:
+        deadline = time.monotonic() + (float("inf") if timeout is None else timeout)
+        while True:
+            self.kernel_info()
+            try:
+                reply = await self.shell_channel.get_msg(timeout=1)
+            except Empty:
+                reply = None
+            if reply is not None and reply["msg_type"] == "kernel_info_reply":
+                try:
+                    await self.iopub_channel.get_msg(timeout=0.2)
+                except Empty:
+                    pass
+                else:
+                    self._handle_kernel_info_reply(reply)
+                    return
+            if not await self._async_is_alive():
+                raise RuntimeError("Kernel died before replying to kernel_info")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Kernel didn't respond in {timeout:.0f} seconds")
+
+    wait_for_ready = _async_wait_for_ready
 
 
 class SandboxedKernelManager(AsyncKernelManager):
@@ -220,8 +263,13 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
+        self.client_class = f"{__name__}.SandboxedKernelClient"
         self.spec = SandboxSpec.from_json(os.environ.get(SANDBOX_ENV) or SandboxSpec().to_json())
-        self.workdir = prepare_workdir(self.spec)
+        self.server = None  # the fork server this kernel starts from, when there is one
+        if self.spec.enabled and self.spec.fork and not self.spec.warm_cache:
+            from .forkserver import server_for
+            self.server = server_for(self.spec)
+        self.workdir = prepare_workdir(self.spec, parent=self.server.pool if self.server is not None else None)
         self.cgroup: Path | None = None
         self.transport = "ipc"  # Unix sockets in the private folder: the sandbox has no network
         self.ip = str(self.workdir / "run" / "kernel")
@@ -259,6 +307,8 @@ class SandboxedKernelManager(AsyncKernelManager):
         argv = super().format_kernel_cmd(extra_arguments)
         if not self.spec.enabled:
             return argv
+        if self.server is not None and self.server.alive() and "ipykernel_launcher" in argv:
+            return self.server.command(self.workdir, argv, kernel_env(self.workdir, self.spec))
         if self.cgroup is None and os.getuid() == 0:
             self.cgroup = make_pids_cgroup(self.spec.limits.processes)
         return limit_prefix(self.spec.limits, self.cgroup) + bwrap_command(self.workdir, self.spec, argv)
@@ -274,6 +324,11 @@ class SandboxedKernelManager(AsyncKernelManager):
             self._watcher = threading.Thread(target=self._watch_disk, daemon=True)
             self._watcher.start()
         return cmd, kw
+
+    async def _async_wait(self, pollinterval: float = 0.01) -> None:
+        """Wait for a killed kernel to end, looking every 10 ms (jupyter_client: 100 ms, a tenth of a
+        second of every graded notebook)."""
+        await super()._async_wait(pollinterval)
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         await super()._async_cleanup_resources(restart=restart)
