@@ -13,9 +13,8 @@ import copy
 import os
 import re
 import secrets
-import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 
 import nbformat
@@ -24,7 +23,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute
 
-from .sandbox import SANDBOX_ENV, SandboxedKernelManager, SandboxSpec
+from .sandbox import SANDBOX_ENV, SandboxedKernelManager, SandboxSpec, lasting_thread
 
 MAX_SKIPS = 3
 JUDGE_SOURCE_ENV = "AECOURSE_JUDGE_SOURCE"  # the folder of the instructor's notebooks (set by the grader)
@@ -37,10 +36,6 @@ def close_servers() -> None:
 
     judge.close_servers()
     forkserver.close_servers()
-
-
-_JUDGING: ThreadPoolExecutor | None = None
-_JUDGING_LOCK = threading.Lock()
 
 
 class _Stop(Exception):
@@ -97,14 +92,9 @@ class SandboxedExecute(Execute):
 
     @staticmethod
     def _start(function, *args) -> Future:
-        """``function(*args)`` in this process's judging thread. One thread, kept for the process's
-        life: the judge process it starts dies with the thread that started it (``--die-with-parent``),
-        and it answers one notebook at a time."""
-        global _JUDGING
-        with _JUDGING_LOCK:
-            if _JUDGING is None:
-                _JUDGING = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aecourse-judge")
-        return _JUDGING.submit(function, *args)
+        """``function(*args)`` in this process's judging thread (``lasting_thread``: the judge process
+        lives as long as it; it answers one notebook at a time)."""
+        return lasting_thread("judge").submit(function, *args)
 
     @staticmethod
     def _verdicts(judging: Future) -> dict[str, dict]:

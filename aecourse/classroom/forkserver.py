@@ -36,7 +36,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +155,8 @@ def server_for(spec) -> ForkServer | None:
     import dataclasses
     import logging
 
+    from .sandbox import lasting_thread
+
     spec = dataclasses.replace(spec, warm_cache=False)
     server = _SERVERS.get(spec)
     if server is not None and server.alive():
@@ -164,9 +165,8 @@ def server_for(spec) -> ForkServer | None:
         server.close()
     if spec in _FAILED:
         return None
-    try:  # from a thread that lives as long as this process: the server dies with the thread that
-        # started it (``--die-with-parent``), and a grading thread may end before the process does
-        server = _SERVERS[spec] = _starter().submit(ForkServer, spec).result()
+    try:
+        server = _SERVERS[spec] = lasting_thread("forkserver").submit(ForkServer, spec).result()
     except ForkServerError as err:
         _FAILED[spec] = str(err)
         logging.getLogger("aecourse").warning("kernels start the plain way (slower, same grades): %s", err)
@@ -174,16 +174,6 @@ def server_for(spec) -> ForkServer | None:
     atexit.unregister(close_servers)
     atexit.register(close_servers)
     return server
-
-
-_STARTER: ThreadPoolExecutor | None = None
-
-
-def _starter() -> ThreadPoolExecutor:
-    global _STARTER
-    if _STARTER is None:
-        _STARTER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aecourse-forkserver")
-    return _STARTER
 
 
 def close_servers() -> None:

@@ -32,8 +32,8 @@ import time
 import uuid
 import dataclasses
 from dataclasses import asdict, dataclass
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
 from queue import Empty
 
 from jupyter_client.asynchronous import AsyncKernelClient
@@ -226,6 +226,20 @@ def limit_prefix(limits: Limits, cgroup: Path | None, nproc: bool = True) -> lis
     count = "-" if cgroup is not None or not nproc else str(own_task_count() + limits.processes)
     memory, disk = int(limits.memory_gib * 2**30), int(limits.disk_gib * 2**30)
     return [sys.executable, "-m", "aecourse.classroom.sandbox", str(memory), str(disk), str(cgroup or "-"), count]
+
+
+_LASTING: dict[str, ThreadPoolExecutor] = {}
+_LASTING_LOCK = threading.Lock()
+
+
+def lasting_thread(name: str) -> ThreadPoolExecutor:
+    """This process's one-thread executor ``name``, kept for the process's life. A sandboxed server
+    (the judge, the fork server) dies with the thread that started it (``--die-with-parent``): started
+    from here, it lives as long as the grading process, not as the grading thread that needed it."""
+    with _LASTING_LOCK:
+        if name not in _LASTING:
+            _LASTING[name] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"aecourse-{name}")
+        return _LASTING[name]
 
 
 class SandboxedKernelClient(AsyncKernelClient):
