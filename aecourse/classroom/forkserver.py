@@ -28,6 +28,7 @@ check, grading uses the plain sandbox, which gives the same grades, slower.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import json
 import os
 import select
@@ -35,9 +36,10 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from . import LESSON_MODULES
 
 STAGING = "/aecourse-pool"  # where the server sees the pool besides its real path
 SOCKET = "server.sock"
@@ -82,12 +84,10 @@ class ForkServer:
     """One sandboxed fork server: ``command`` gives the command line that starts one kernel from it."""
 
     def __init__(self, spec) -> None:
-        from .sandbox import bwrap_command, limit_prefix, make_pids_cgroup
+        from .sandbox import bwrap_command, limit_prefix, make_pids_cgroup, prepare_workdir
 
         self.spec = spec
-        self.pool = Path(tempfile.mkdtemp(prefix="aecourse-kernels-"))
-        for sub in ("cwd", "home", "data", "run", "checkpoints"):
-            (self.pool / sub).mkdir()
+        self.pool = prepare_workdir(dataclasses.replace(spec, cache=""), prefix="aecourse-kernels-")  # its own folders
         self.cgroup = None
         if os.getuid() == 0:  # kernels inherit the server's cgroup: one kernel at a time per server
             self.cgroup = make_pids_cgroup(spec.limits.processes + EXTRA_TASKS)
@@ -152,7 +152,6 @@ def server_for(spec) -> ForkServer | None:
     """This process's fork server for ``spec`` (started on first use), or None where there cannot be
     one: the plain sandbox is used then."""
     import atexit
-    import dataclasses
     import logging
 
     from .sandbox import lasting_thread
@@ -401,8 +400,7 @@ def _prepare() -> None:
 
     import aecourse.check  # noqa: F401
     import aecourse.classroom.integrity  # noqa: F401
-    for module in ("anomaly", "config", "data", "latent", "likelihood", "losses", "models", "plotting",
-                   "recipes", "training", "widgets"):
+    for module in (*LESSON_MODULES, "widgets"):  # the judge needs no widgets; a kernel shows them
         __import__(f"aecourse.{module}")
     weight = torch.nn.Parameter(torch.zeros(4))
     optimizer = torch.optim.Adam([weight], lr=1e-3)

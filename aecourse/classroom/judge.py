@@ -42,6 +42,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import LESSON_MODULES
+
 JUDGE_MARK = "<submission"  # the filename of every code object compiled from the submission
 
 
@@ -423,7 +425,7 @@ def main() -> None:
 
     import aecourse.check  # noqa: F401  (what the test cells use, imported before any submitted code)
     import aecourse.classroom.integrity  # noqa: F401
-    for module in ("anomaly", "data", "latent", "likelihood", "losses", "models", "plotting", "recipes", "training"):
+    for module in LESSON_MODULES:
         __import__(f"aecourse.{module}")  # what the lessons' setup cells import, once for every notebook
     fingerprint.warm_up()
     verdicts = os.dup(1)

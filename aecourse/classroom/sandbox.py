@@ -134,9 +134,9 @@ def kernel_env(workdir: Path, spec: SandboxSpec) -> dict[str, str]:
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), **dict(spec.env)}
 
 
-def prepare_workdir(spec: SandboxSpec, parent: Path | None = None) -> Path:
+def prepare_workdir(spec: SandboxSpec, parent: Path | None = None, prefix: str = "aecourse-kernel-") -> Path:
     """A private folder for one kernel: its cwd, home, checkpoints (a copy of the warm cache), sockets."""
-    workdir = Path(tempfile.mkdtemp(prefix="aecourse-kernel-", dir=parent))
+    workdir = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     for sub in ("cwd", "home", "data", "run"):
         (workdir / sub).mkdir()
     if spec.cache and spec.warm_cache:
