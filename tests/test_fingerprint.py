@@ -98,3 +98,47 @@ def test_a_thread_left_running_is_seen(print_):
     assert print_.changes() == []
 
 
+
+
+WATCHED = r"""
+import collections, sys
+from aecourse import check
+from aecourse.classroom import fingerprint, judge
+
+fingerprint.warm_up()
+sealed = judge.sealed(fingerprint)
+sealed.watch_function_writes()
+print_ = sealed.Fingerprint()
+reads = collections.Counter()
+sys.addaudithook(lambda event, args: reads.update([args[1]]) if event == "object.__getattr__" else None)
+seen = {"clean": print_.changes(), "function attributes read when clean": sum(reads.values())}
+original = check.close.__code__
+check.close.__code__ = (lambda *a, **k: None).__code__
+seen["code"] = print_.changes()
+check.close.__code__ = original
+seen["code restored"] = print_.changes()
+check.close.__defaults__ = (1.0, 1.0)
+seen["defaults"] = print_.changes()
+kw = next(f for f in print_.functions if f.__kwdefaults__ and f.__module__.startswith("torch"))
+kw.__kwdefaults__[next(iter(kw.__kwdefaults__))] = object()
+seen["keyword default in place"] = print_.changes()
+print(repr(seen))
+"""
+
+
+def test_a_watched_fingerprint_reads_no_function_until_one_is_written(tmp_path):
+    """With the function-write watch (as in the judge) a clean comparison reads no ``__code__`` or
+    defaults (each read calls every audit hook), and a write or an in-place change is still seen."""
+    import ast
+    import subprocess
+
+    script = tmp_path / "watched.py"
+    script.write_text(WATCHED)
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    seen = ast.literal_eval(run.stdout.strip().splitlines()[-1])
+    assert seen["clean"] == [] and seen["function attributes read when clean"] == 0, seen
+    assert any("aecourse.check.close.__code__" in c for c in seen["code"]), seen
+    assert seen["code restored"] == [], seen
+    assert any("aecourse.check.close.__defaults__" in c for c in seen["defaults"]), seen
+    assert any("__kwdefaults__ (changed in place)" in c for c in seen["keyword default in place"]), seen

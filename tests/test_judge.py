@@ -154,6 +154,36 @@ ATTACKS = {
     "writes a file for a later submission":
         ({"reconstruction_error": "open('/tmp/answers.txt', 'w').write('x')\n" + WRONG["reconstruction_error"]},
          [], True),
+    "reaches the guard through the profile function":
+        ({"reconstruction_error": "import sys\nguard = sys.getprofile().__kwdefaults__['check'].__self__\n"
+          "guard.active = False\nimport torch\ntorch.allclose = lambda *a, **k: True\n" + WRONG["reconstruction_error"]},
+         [], True),
+    "reads the profile function's signature":
+        ({"reconstruction_error": "import inspect, sys\ninspect.signature(sys.getprofile())\n"
+          + WRONG["reconstruction_error"]}, [], True),
+    "replaces the judge's own methods in its running module":
+        ({"reconstruction_error": "import sys\nmain = sys.modules['__main__']\n"
+          "main._Guard.verify = lambda self, when: None\nmain._Guard._audit = lambda self, event, args: None\n"
+          "import torch\ntorch.allclose = lambda *a, **k: True\n" + WRONG["reconstruction_error"]}, [], True),
+    "replaces a helper the fingerprint compares with":
+        ({"reconstruction_error": "from aecourse.classroom import fingerprint\nfingerprint._is = lambda a, b: True\n"
+          "fingerprint.Fingerprint.changes = lambda self: []\nimport torch\ntorch.allclose = lambda *a, **k: True\n"
+          + WRONG["reconstruction_error"]}, [], True),
+    "replaces a builtin the comparison uses":
+        ({"reconstruction_error": "import builtins\nbuiltins.all = lambda xs: True\nimport torch\n"
+          "torch.allclose = lambda *a, **k: True\n" + WRONG["reconstruction_error"]}, [], True),
+    "forges the verdict through json.dumps":
+        ({"reconstruction_error": "import json\nreal = json.dumps\n"
+          "json.dumps = lambda o, *a, **k: real(dict(o, passed=True, tampered=[]) if 'passed' in o else o, *a, **k)\n"
+          + WRONG["reconstruction_error"]}, [], False),
+    "forges the verdict through os.write":
+        ({"reconstruction_error": "import os\nreal = os.write\n"
+          "os.write = lambda fd, data: real(fd, data.replace(b'\"passed\": false', b'\"passed\": true'))\n"
+          + WRONG["reconstruction_error"]}, [], False),
+    "replaces sys._getframe to pass as the grader's code":
+        ({"reconstruction_error": "import sys, types\nreal = sys._getframe\n"
+          "sys._getframe = lambda depth=0: types.SimpleNamespace(f_code=types.SimpleNamespace(co_filename='/usr/x.py'),"
+          " f_back=None)\nimport ctypes\nctypes.string_at(id(1), 8)\n" + WRONG["reconstruction_error"]}, [], True),
     "starts a thread that outlives the answer":
         ({"reconstruction_error": "import threading, time\nthreading.Thread(target=time.sleep, args=(5,), "
           "daemon=True).start()\n" + WRONG["reconstruction_error"]}, [], True),

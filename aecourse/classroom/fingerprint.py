@@ -15,10 +15,18 @@ each time control passes between the submission's code and the grader's. It cove
   profile functions, and threads.
 
 Comparisons are by identity (``is``), so a value equal to the original but not the original is a change.
+
+Reading a function's ``__code__``, ``__defaults__`` or ``__kwdefaults__`` raises an audit event, so
+comparing them for some 5,000 functions calls every audit hook 15,000 times (about 15 ms in the
+judge, against 3 ms for all the rest). Where ``watch_function_writes()`` was called first, they are
+compared only after one of them was set: CPython raises ``object.__setattr__`` for that (and
+``object.__delattr__`` for a delete), and Python code has no other way to change them. The keyword
+defaults' dicts, which can change in place, are compared item by item each time.
 """
 
 from __future__ import annotations
 
+import _signal
 import copy
 import copyreg
 import gc
@@ -58,6 +66,31 @@ _defaults = operator.attrgetter("__defaults__")
 _kwdefaults = operator.attrgetter("__kwdefaults__")
 _contents = operator.attrgetter("cell_contents")
 _values = operator.methodcaller("values")
+_chain = itertools.chain.from_iterable
+_MODULES = sys.modules  # the interpreter's own dict (rebinding ``sys.modules`` does not change it)
+_GC_CALLBACKS = gc.callbacks  # the list the collector calls (rebinding ``gc.callbacks`` does not change it)
+
+
+_FUNCTION_WRITES: list[int] = []  # one counter, once watch_function_writes() installed its audit hook
+FUNCTION_ATTRS = ("__code__", "__defaults__", "__kwdefaults__")
+
+
+def watch_function_writes() -> None:
+    """Count every write of a function's code or defaults from now on, in an audit hook (it cannot be
+    removed again, so once per process); fingerprints then compare them only after one."""
+    if _FUNCTION_WRITES:
+        return
+    _FUNCTION_WRITES.append(0)
+    events = ("object.__setattr__", "object.__delattr__")
+
+    def count(event: str, args: tuple) -> None:
+        if event in events and args[1] in FUNCTION_ATTRS:
+            _FUNCTION_WRITES[0] += 1
+    sys.addaudithook(count)
+
+
+def _function_writes() -> int | None:
+    return _FUNCTION_WRITES[0] if _FUNCTION_WRITES else None
 
 
 def in_scope(module_name: str) -> bool:
@@ -81,7 +114,7 @@ class Fingerprint:
         self.spaces: list[tuple[str, bool, Any, tuple, list]] = []  # (label, is_class, mapping, keys, values)
         classes: dict[int, type] = {}
         functions: dict[int, types.FunctionType] = {}
-        self.modules = {name: m for name, m in list(sys.modules.items())
+        self.modules = {name: m for name, m in list(_MODULES.items())
                         if isinstance(m, types.ModuleType) and in_scope(name)}
         for name, module in self.modules.items():
             space = module.__dict__
@@ -107,6 +140,8 @@ class Fingerprint:
         self.codes = list(map(_code, self.functions))
         self.defaults = list(map(_defaults, self.functions))
         self.kwdefaults = list(map(_kwdefaults, self.functions))
+        self._writes_seen = _function_writes()  # as they were after this many writes (None: not watched)
+        self.keyword_defaults = [(f, d, _flat(d)) for f, d in zip(self.functions, self.kwdefaults) if d]
         self.cells = [c for f in self.functions for c in (f.__closure__ or ()) if _filled(c)]
         self.cell_values = list(map(_contents, self.cells))
         self.state = self._state()
@@ -124,16 +159,29 @@ class Fingerprint:
             return [f"the interpreter, which could not even be compared ({type(err).__name__}: {err})"]
 
     def _changes(self) -> list[str]:
-        spaces = self._stable
+        spaces, writes = self._stable, _function_writes()
         if (list(map(len, spaces)) == self._lengths and not self._careful_changes()
-                and all(map(_is, itertools.chain.from_iterable(map(_values, spaces)), self._flat))
-                and all(map(_is, map(_code, self.functions), self.codes))
-                and all(map(_is, map(_defaults, self.functions), self.defaults))
-                and all(map(_is, map(_kwdefaults, self.functions), self.kwdefaults))
+                and all(map(_is, _chain(map(_values, spaces)), self._flat))
+                and self._functions_same(writes) and self._keyword_defaults_same()
                 and self._cells_same() and self._modules_same()):
             now = self._state()
             return [key for key, value in self.state.items() if not _same(now.get(key, _MISSING), value)]
         return self._slow_changes()
+
+    def _functions_same(self, writes: int | None) -> bool:
+        """No function's code or defaults replaced: certain when none was written since they last
+        compared equal (``writes``, read before comparing, is the count they then compared equal at)."""
+        if writes is not None and writes == self._writes_seen:
+            return True
+        same = (all(map(_is, map(_code, self.functions), self.codes))
+                and all(map(_is, map(_defaults, self.functions), self.defaults))
+                and all(map(_is, map(_kwdefaults, self.functions), self.kwdefaults)))
+        if same:
+            self._writes_seen = writes
+        return same
+
+    def _keyword_defaults_same(self) -> bool:
+        return all(_same(_flat(d), flat) for _, d, flat in self.keyword_defaults)
 
     def _careful_changes(self) -> list[str]:
         """The few namespaces where a name changes on its own (``warnings.filters``), name by name."""
@@ -147,7 +195,7 @@ class Fingerprint:
             return False
 
     def _modules_same(self) -> bool:
-        return all(map(_is, map(sys.modules.get, self._module_names, self._module_objects), self._module_objects))
+        return all(map(_is, map(_MODULES.get, self._module_names, self._module_objects), self._module_objects))
 
     def _slow_changes(self) -> list[str]:
         found: list[str] = []
@@ -164,10 +212,12 @@ class Fingerprint:
         found += [f"{_name(f)}.__defaults__" for f, d in zip(self.functions, self.defaults) if f.__defaults__ is not d]
         found += [f"{_name(f)}.__kwdefaults__" for f, d in zip(self.functions, self.kwdefaults)
                   if f.__kwdefaults__ is not d]
+        found += [f"{_name(f)}.__kwdefaults__ (changed in place)" for f, d, flat in self.keyword_defaults
+                  if not _same(_flat(d), flat)]
         if not self._cells_same():
             found.append("a closure cell of a library function")
         found += [f"sys.modules[{name!r}]" for name, module in self.modules.items()
-                  if sys.modules.get(name, module) is not module]
+                  if _MODULES.get(name, module) is not module]
         now = self._state()
         return found + [key for key, value in self.state.items() if not _same(now.get(key, _MISSING), value)]
 
@@ -239,16 +289,14 @@ def default_state() -> dict[str, Any]:
     """Registries and switches outside any namespace that change what trusted code does."""
     state: dict[str, Any] = {
         "sys.meta_path": tuple(sys.meta_path), "sys.path_hooks": tuple(sys.path_hooks),
-        "sys.gettrace()": sys.gettrace(), "gc.callbacks": tuple(gc.callbacks),
+        "sys.gettrace()": sys.gettrace(), "gc.callbacks": tuple(_GC_CALLBACKS),
         "copyreg.dispatch_table": _flat(copyreg.dispatch_table),
         "copy._deepcopy_dispatch": _flat(copy._deepcopy_dispatch),  # type: ignore[attr-defined]
-        "signal handlers": tuple(map(signal.getsignal, SIGNALS)),
+        "signal handlers": tuple(map(_signal.getsignal, SIGNALS)),
         "threads": len(sys._current_frames()),
     }
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        from torch.nn.modules import module as nn_module
-
+    torch, nn_module = _MODULES.get("torch"), _MODULES.get("torch.nn.modules.module")
+    if torch is not None and nn_module is not None:
         state.update({
             "torch.get_default_dtype()": torch.get_default_dtype(),
             "torch function modes": torch._C._len_torch_function_stack(),

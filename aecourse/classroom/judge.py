@@ -21,6 +21,12 @@ decides the points again, out of that kernel:
 4. The child writes its verdict with a secret the submission's code cannot read, and exits; no
    verdict (a crash, ``os._exit``, a timeout) is a fail.
 
+The judge's own code (the guard, the fingerprint, writing the verdict) runs from sealed copies of
+this module and ``fingerprint`` (``sealed``), made before any submitted code runs: an answer that
+rebinds a name in one of them, in a module they use or in ``builtins`` changes nothing the judge
+calls, and the fingerprint reports the change. The profile function that ``sys.getprofile()`` hands
+back leads to the guard only through attributes whose every read is audited and refused.
+
 The points an exercise earns are those of the notebook run AND the judge: the submission can lose
 points in its own kernel, but only the judge can give them.
 """
@@ -42,7 +48,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import LESSON_MODULES
+from . import LESSON_MODULES, fingerprint
 
 JUDGE_MARK = "<submission"  # the filename of every code object compiled from the submission
 
@@ -260,6 +266,10 @@ class _Guard:
         self.active = False  # True once submitted code may run (in a child)
         self.fingerprint = None
         self._busy = False
+        # the profile function: sys.getprofile() gives it to anyone, so it holds no globals it uses and
+        # reaches the guard only through __kwdefaults__, whose reads _audit refuses
+        self.hook = _FunctionType(_profile_hook.__code__, {"__builtins__": {}}, "judge_profile")
+        self.hook.__kwdefaults__ = {"check": self.profile}
 
     @staticmethod
     def trusted(filename: str) -> bool:
@@ -292,7 +302,9 @@ class _Guard:
             self._busy = False
 
     def _audit(self, event: str, args: tuple) -> None:
-        if event in ("sys.settrace", "sys.setprofile"):
+        if event in ("object.__getattr__", "object.__setattr__", "object.__delattr__") and args[0] is self.hook:
+            self.refuse("looking into the judge's profile function")
+        elif event in ("sys.settrace", "sys.setprofile"):
             if self.submitted_on_stack(2):
                 self.refuse(f"{event}")
         elif event in ("sys._getframe", "sys._current_frames", "gc.get_objects", "gc.get_referrers",
@@ -315,7 +327,7 @@ class _Guard:
             path, mode = str(args[0]), args[1]
             writes = (isinstance(mode, str) and any(m in mode for m in "wax+")) or (
                 isinstance(args[2], int) and args[2] & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
-            if re.match(r"/proc/[^/]+/(mem|fd|map_files)|/dev/fd/", path):
+            if _PROCESS_FILES.match(path):
                 self.refuse(f"opening {path}")
             if writes and self.submitted_on_stack(2):
                 self.refuse(f"writing {path}")
@@ -341,12 +353,60 @@ class _Guard:
         self._busy = True
         try:
             changes = self.fingerprint.changes()
-            if self.active and sys.getprofile() != self.profile:
+            if self.active and sys.getprofile() is not self.hook:
                 changes.append("the profile function")
         finally:
             self._busy = False
         if changes:
             self.tampered.append(f"{', '.join(changes[:5])}{' ...' if len(changes) > 5 else ''} changed ({when})")
+
+
+def _profile_hook(frame, event, arg, *, check=None) -> None:
+    if event == "return":  # no global name here: its globals are an empty dict that anyone may fill
+        check(frame, event, arg)
+
+
+_FunctionType = type(_profile_hook)
+_PROCESS_FILES = re.compile(r"/proc/[^/]+/(mem|fd|map_files)|/dev/fd/")
+_quote = json.encoder.encode_basestring_ascii  # C: the answer may have changed json's Python code
+
+
+def _verdict_line(token: str, verdict: dict) -> bytes:
+    """``token`` and the verdict as a JSON line, by C functions only."""
+    tampered = ", ".join(map(_quote, verdict["tampered"]))
+    return (f'{token}{{"passed": {"true" if verdict["passed"] is True else "false"}, '
+            f'"message": {_quote(verdict["message"])}, "tampered": [{tampered}]}}\n').encode()
+
+
+def sealed(module, **replace) -> Any:
+    """A private copy of ``module``'s code for the judge's own checks, made before any submitted code
+    runs: its source run again in a namespace nothing else refers to, with builtins of its own; each
+    module it imported is seen through a snapshot taken now, of every attribute for a module the
+    fingerprint does not watch and of every callable for one it does (whose other attributes are read
+    live and compared). ``replace`` names sealed copies to use instead of modules (``fingerprint``)."""
+    import types
+
+    namespace = {"__name__": "aecourse.classroom.sealed", "__package__": "aecourse.classroom",
+                 "__file__": module.__file__, "__builtins__": dict(vars(builtins))}
+    exec(compile(Path(module.__file__).read_text(), module.__file__, "exec"), namespace)  # noqa: S102
+    for name, value in list(namespace.items()):
+        if isinstance(value, types.ModuleType) and name != "builtins":  # builtins: the real one, for exec
+            namespace[name] = _snapshot(value, fingerprint.in_scope(value.__name__))
+    namespace.update(replace)
+    return types.SimpleNamespace(**namespace)
+
+
+def _snapshot(module, watched: bool) -> Any:
+    import types
+
+    frozen = {k: v for k, v in vars(module).items() if not watched or callable(v)}
+    if not watched:
+        return types.SimpleNamespace(**frozen)
+
+    class Live(types.SimpleNamespace):  # a class of its own: nothing outside the sealed copy reaches it
+        def __getattr__(self, name, _module=module, _getattr=getattr):
+            return _getattr(_module, name)
+    return Live(**frozen)
 
 
 def _roots() -> tuple[str, ...]:
@@ -368,7 +428,7 @@ def _judge_one(guard: _Guard, setup: dict, exercise: dict, token: str, out: int)
     try:
         verdict: dict[str, Any] = {"passed": False, "message": "", "tampered": []}
         answer = {name: _private(value) for name, value in setup.items()}  # the setup's data, the answer's copy
-        sys.setprofile(guard.profile)
+        sys.setprofile(guard.hook)
         guard.active = True
         try:
             for n, source in enumerate(exercise["answer"]):
@@ -390,7 +450,7 @@ def _judge_one(guard: _Guard, setup: dict, exercise: dict, token: str, out: int)
         verdict["tampered"] = list(dict.fromkeys(guard.tampered))[:5]
         if verdict["tampered"]:
             verdict["passed"] = False
-        os.write(out, (token + json.dumps(verdict) + "\n").encode())
+        os.write(out, _verdict_line(token, verdict))
         written = True
     finally:
         if not written:
@@ -413,11 +473,7 @@ def _private(value: Any) -> Any:
 
 
 def main() -> None:
-    """Serve judge requests from stdin, one JSON line each, until stdin closes."""
-    from aecourse.classroom import fingerprint
-
-    guard = _Guard(_roots())
-    sys.addaudithook(guard.audit)
+    """Import what every notebook needs, then serve judge requests from sealed copies of the judge's code."""
     os.environ.setdefault("NBGRADER_EXECUTION", "autograde")
     import torch
 
@@ -428,6 +484,14 @@ def main() -> None:
     for module in LESSON_MODULES:
         __import__(f"aecourse.{module}")  # what the lessons' setup cells import, once for every notebook
     fingerprint.warm_up()
+    sealed(sys.modules[__name__], fingerprint=sealed(fingerprint))._serve()
+
+
+def _serve() -> None:
+    """Serve judge requests from stdin, one JSON line each, until stdin closes (in the sealed copy)."""
+    guard = _Guard(_roots())
+    sys.addaudithook(guard.audit)
+    fingerprint.watch_function_writes()
     verdicts = os.dup(1)
     quiet = os.open(os.devnull, os.O_WRONLY)
     os.dup2(quiet, 1)  # setup cells print; only verdicts go to the grader
@@ -446,8 +510,6 @@ def main() -> None:
 
 def _judge_notebook(guard: _Guard, plan: dict, token: str, out: int) -> None:
     """In a process forked for one notebook: the instructor's setup, the fingerprint, then each exercise."""
-    from aecourse.classroom import fingerprint
-
     from IPython.display import display
 
     setup: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins, "display": display}
