@@ -81,6 +81,12 @@ class _Anything:
     def exercise(self, name):
         return contextlib.nullcontext()
 check = _Anything()"""
+FORGE = (  # from any frame of the judge's stack: its secret and its pipe, then a verdict of one's own
+    "    while frame is not None and not ('token' in frame.f_locals and 'out' in frame.f_locals):\n"
+    "        frame = frame.f_back\n"
+    "    if frame is not None:\n        import os\n        token, out = frame.f_locals['token'], frame.f_locals['out']\n"
+    "        os.write(out, (token + '{\"passed\": true, \"message\": \"\", \"tampered\": []}\\n').encode())\n"
+    "        os._exit(0)\n")
 ATTACKS = {
     "rebinds the test's name `check` to a permissive stand-in (extra cell)":
         ({}, [("reconstruction_error", PERMISSIVE_CHECK)], False),
@@ -184,6 +190,16 @@ ATTACKS = {
         ({"reconstruction_error": "import sys, types\nreal = sys._getframe\n"
           "sys._getframe = lambda depth=0: types.SimpleNamespace(f_code=types.SimpleNamespace(co_filename='/usr/x.py'),"
           " f_back=None)\nimport ctypes\nctypes.string_at(id(1), 8)\n" + WRONG["reconstruction_error"]}, [], True),
+    "gets a frame from logging and forges the verdict with the judge's secret":
+        ({"reconstruction_error": "import logging\ndef go():\n    frame = logging.currentframe()\n" + FORGE + "go()\n"
+          + WRONG["reconstruction_error"]}, [], True),
+    "gets frames from traceback.walk_stack and forges the verdict":
+        ({"reconstruction_error": "import traceback\ndef go():\n    for frame, _ in traceback.walk_stack(None):\n"
+          "        break\n" + FORGE + "go()\n" + WRONG["reconstruction_error"]}, [], True),
+    "gets frames from inspect.trace and forges the verdict":
+        ({"reconstruction_error": "import inspect\ndef go():\n    try:\n        raise ValueError\n"
+          "    except ValueError:\n        frame = inspect.trace()[0][0]\n" + FORGE + "go()\n"
+          + WRONG["reconstruction_error"]}, [], True),
     "starts a thread that outlives the answer":
         ({"reconstruction_error": "import threading, time\nthreading.Thread(target=time.sleep, args=(5,), "
           "daemon=True).start()\n" + WRONG["reconstruction_error"]}, [], True),
@@ -219,6 +235,11 @@ HONEST = {
           "    a: typing.Any\n    b: typing.Optional[int] = None\nPoint = collections.namedtuple('Point', 'x y')\n"
           "def reconstruction_error(x_hat, x):\n    p = Pair(x_hat, x)\n    return ((p.a - p.b) ** 2).flatten(1).sum(dim=1)"},
          []),
+    "a logged warning, a caught traceback printed, an Enum and a TypeVar":
+        ({"reconstruction_error": "import enum, logging, traceback, typing\nT = typing.TypeVar('T')\n"
+          "Kind = enum.Enum('Kind', 'SUM MEAN')\ndef reconstruction_error(x_hat, x):\n"
+          "    logging.warning('computing the error with %s', Kind.SUM)\n    try:\n        raise ValueError('just checking')\n"
+          "    except ValueError:\n        traceback.print_exc()\n    return ((x_hat - x) ** 2).flatten(1).sum(dim=1)"}, []),
     "a generator, recursion and a lambda":
         ({"smallest_beating_pca": "def smallest_beating_pca(dims, ae_error, pca_error):\n"
           "    wins = (d for d, a, p in zip(dims, ae_error, pca_error) if a < p)\n"

@@ -288,6 +288,18 @@ class _Guard:
             frame = frame.f_back
         return False
 
+    def reaches_submitted(self, frame) -> bool:
+        """Whether what library code at ``frame`` gets can reach submitted code: going down the stack
+        from it, submitted code comes before a library function known to keep it (``KEEPS_FRAMES``)."""
+        while frame is not None:
+            code = frame.f_code
+            if not self.trusted(code.co_filename):
+                return True
+            if any(code.co_name == name and code.co_filename.endswith(path) for path, name in KEEPS_FRAMES):
+                return False
+            frame = frame.f_back
+        return False
+
     def refuse(self, what: str) -> None:
         self.tampered.append(what)
         raise RuntimeError(f"not allowed while grading: {what}")
@@ -308,16 +320,17 @@ class _Guard:
             if self.submitted_on_stack(2):
                 self.refuse(f"{event}")
         elif event in ("sys._getframe", "sys._current_frames", "gc.get_objects", "gc.get_referrers",
-                       "gc.get_referents"):
+                       "gc.get_referents") or (event == "object.__getattr__" and args[1] in FRAME_ATTRIBUTES):
+            # the audited ways to a frame or to any object; from a frame, f_back and f_locals lead to the
+            # judge's own. Refused to submitted code, and to library code whose result can reach it
+            # (inspect.trace, logging.currentframe, traceback.walk_stack hand frames back)
             caller = sys._getframe(2)
-            if not self.trusted(caller.f_code.co_filename) or (
-                    caller.f_code.co_filename.endswith("/inspect.py") and caller.f_back is not None
-                    and not self.trusted(caller.f_back.f_code.co_filename)):
-                self.refuse(f"{event} from submitted code")
-        elif event == "object.__getattr__" and args[1] in ("tb_frame", "gi_frame", "cr_frame", "ag_frame"):
-            # the audited ways to a frame; a frame's own f_back and f_locals are reached only through one
-            if not self.trusted(sys._getframe(2).f_code.co_filename):
-                self.refuse(f"reading {args[1]}")
+            what = f"reading {args[1]}" if event == "object.__getattr__" else event
+            if not self.trusted(caller.f_code.co_filename):
+                self.refuse(f"{what} from submitted code")
+            elif self.reaches_submitted(caller):
+                self.refuse(f"{what} by {caller.f_code.co_name} ({caller.f_code.co_filename.rsplit('/', 1)[-1]}), "
+                            "called from submitted code")
         elif event.startswith("ctypes.") or event in ("os.fork", "os.forkpty", "os.system", "os.exec",
                                                       "os.posix_spawn", "os.spawn", "subprocess.Popen",
                                                       "os.kill", "os.killpg", "pty.spawn", "sys.addaudithook"):
@@ -359,6 +372,16 @@ class _Guard:
             self._busy = False
         if changes:
             self.tampered.append(f"{', '.join(changes[:5])}{' ...' if len(changes) > 5 else ''} changed ({when})")
+
+
+FRAME_ATTRIBUTES = ("tb_frame", "gi_frame", "cr_frame", "ag_frame")
+# library functions that look at frames and hand back none: a module name (namedtuple, TypeVar, Enum),
+# where a log record comes from, a traceback as text, the stack level of a warning
+KEEPS_FRAMES = (("/collections/__init__.py", "namedtuple"), ("/typing.py", "_caller"), ("/enum.py", "_create_"),
+                ("/typing_extensions.py", "_caller"), ("/typing_extensions.py", "_has_generic_or_protocol_as_origin"),
+                ("/logging/__init__.py", "findCaller"), ("/traceback.py", "_extract_from_extended_frame_gen"),
+                ("/traceback.py", "extract_stack"), ("/traceback.py", "format_stack"), ("/traceback.py", "print_stack"),
+                ("/matplotlib/_api/__init__.py", "warn_external"))
 
 
 def _profile_hook(frame, event, arg, *, check=None) -> None:
