@@ -220,3 +220,17 @@ def test_autograded_points_leave_the_written_answers_out(course):
     every, auto = course.points(LESSON), course.autograded_points(LESSON)
     assert set(every) - set(auto) == {"q-pca_is_an_autoencoder", "q-held_out_curve"}
     assert all(gid.startswith("test-") for gid in auto) and sum(auto.values()) == 10
+
+
+def test_cores_busy_sees_a_core_kept_busy():
+    """The bench's "cores busy" figure: one core spinning for half a second shows as at least most of one."""
+    import time
+
+    since = ag.busy_cpu_seconds()
+    if since is None:
+        pytest.skip("no /proc/stat on this system: the figure is shown as '?'")
+    start = time.perf_counter()
+    while time.perf_counter() - start < 0.5:
+        pass
+    assert ag.cores_busy(since, time.perf_counter() - start) > 0.8
+    assert ag.cores_busy(None, 1.0) is None and ag.cores_busy(since, 0) is None

@@ -157,6 +157,22 @@ def plant_canary(course: Course, assignment: str) -> None:
     (target / f"{assignment}.ipynb").write_bytes(course.source_path(assignment).read_bytes())
 
 
+def busy_cpu_seconds() -> float | None:
+    """Seconds of CPU this machine has spent busy since it started, all cores (Linux); None elsewhere."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+
+
+def cores_busy(since: float | None, seconds: float) -> float | None:
+    """How many of this machine's cores were busy on average over the last ``seconds`` (from
+    ``busy_cpu_seconds()`` taken at their start), whatever kept them busy; None where unknown."""
+    now = busy_cpu_seconds()
+    return None if since is None or now is None or seconds <= 0 else (now - since) / seconds
+
+
 def autograde(course: Course, work: list[tuple[str, str]], spec: SandboxSpec, workers: int = 1,
               canary: bool = True, lessons: list[str] | None = None, log=print, scheduler: str | None = None,
               timings: dict | None = None) -> list[Graded]:
@@ -186,12 +202,13 @@ def autograde(course: Course, work: list[tuple[str, str]], spec: SandboxSpec, wo
             log(f"  {assignment}: the solution earns {row.auto_score:g}/{row.auto_max:g} autograded points in "
                 f"{row.seconds:.0f} s")
     timings["prepare"] = time.perf_counter() - start
-    start = time.perf_counter()
+    start, busy = time.perf_counter(), busy_cpu_seconds()
     try:
         runs = [_grade_one(str(course.root), course.db_url, spec.to_json(), a, s) for s, a in work]
     finally:
         close_servers()
     timings["grading"] = time.perf_counter() - start
+    timings["grading cores"] = cores_busy(busy, timings["grading"])
     rows = [outcome(course, a, s, run) for (s, a), run in zip(work, runs)]
     for row in rows:
         row.worker = worker_label()

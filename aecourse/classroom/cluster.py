@@ -324,7 +324,7 @@ def autograde(course: Course, work: list[tuple[str, str]], spec, workers: int, s
         if not healthy:
             raise ag.GradingError("no worker can grade fairly, so nobody was graded: " + "; ".join(refusals)
                                   + ". Fix the workers' environments and grade again.")
-        start = time.perf_counter()
+        start, busy = time.perf_counter(), ag.busy_cpu_seconds()
         submitted = {(s, a): _folder_files(course.root / "submitted" / s / a) for s, a in work}
         futures = {client.submit(grade_task, bundles[a], setup, s, submitted[s, a], workers=healthy,
                                  allow_other_workers=False, pure=False, key=f"grade-{s}-{a}-{time.time_ns()}"): (s, a)
@@ -351,6 +351,7 @@ def autograde(course: Course, work: list[tuple[str, str]], spec, workers: int, s
                     future.cancel()
                 pending = set()
         timings["grading"] = time.perf_counter() - start
+        timings["grading cores"] = ag.cores_busy(busy, timings["grading"])  # this machine's, not remote workers'
     return [rows[pair] for pair in work]
 
 
