@@ -25,7 +25,8 @@ pytestmark = [pytest.mark.slow,
 # What a kernel sees of its process, its folders and its neighbours, as JSON on its last line.
 LOOK = r'''
 import ctypes, json, os, socket, subprocess, sys
-seen = {"torch_before_any_import": "torch" in sys.modules, "pid": os.getpid(), "workdir": os.environ["HOME"]}
+seen = {"torch_before_any_import": "torch" in sys.modules, "pid": os.getpid(), "workdir": os.environ["HOME"],
+        "lazy_imports_done": all(m in sys.modules for m in ("sklearn.decomposition", "sklearn.neighbors", "openTSNE"))}
 status = dict(line.split(":", 1) for line in open("/proc/self/status"))
 seen["caps"] = [status[k].strip() for k in ("CapEff", "CapPrm", "CapBnd", "CapAmb")]
 seen["no_new_privs"] = status["NoNewPrivs"].strip()
@@ -132,6 +133,7 @@ def test_forked_kernels_are_isolated_and_limited_for_a_normal_user_too(tmp_path)
 def _isolated(first: dict, second: dict) -> None:
     for seen in (first, second):
         assert seen["torch_before_any_import"]  # forked from the pre-imported server
+        assert seen["lazy_imports_done"]  # what the course imports on first use, too
         assert seen["pid"] == 2  # PID 1 is its namespace's init: the kernel's processes end with it
         assert seen["caps"] == ["0000000000000000"] * 4 and seen["no_new_privs"] == "1"
         assert seen["writable"] == ["/tmp/left", "/dev/shm/left"]  # its own /tmp and /dev/shm only

@@ -75,11 +75,14 @@ def two_cores() -> float:
     import subprocess
     import sys
 
-    def run(copies: int) -> float:
-        start = time.perf_counter()
-        for p in [subprocess.Popen([sys.executable, "-c", CPU_TASK]) for _ in range(copies)]:
-            p.wait()
-        return time.perf_counter() - start
+    def run(copies: int) -> float:  # the best of two tries
+        times = []
+        for _ in range(2):
+            start = time.perf_counter()
+            for p in [subprocess.Popen([sys.executable, "-c", CPU_TASK]) for _ in range(copies)]:
+                p.wait()
+            times.append(time.perf_counter() - start)
+        return min(times)
     return 2 * run(1) / run(2)
 
 
