@@ -25,7 +25,9 @@ The judge's own code (the guard, the fingerprint, writing the verdict) runs from
 this module and ``fingerprint`` (``sealed``), made before any submitted code runs: an answer that
 rebinds a name in one of them, in a module they use or in ``builtins`` changes nothing the judge
 calls, and the fingerprint reports the change. The profile function that ``sys.getprofile()`` hands
-back leads to the guard only through attributes whose every read is audited and refused.
+back leads to the guard only through attributes whose every read is audited and refused. Not yet
+covered: the sealed classes themselves, which ``object.__subclasses__()`` lists (docs/instructors.md,
+"Not defended").
 
 The points an exercise earns are those of the notebook run AND the judge: the submission can lose
 points in its own kernel, but only the judge can give them.
