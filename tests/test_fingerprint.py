@@ -107,8 +107,7 @@ from aecourse.classroom import fingerprint, judge
 
 fingerprint.warm_up()
 sealed = judge.sealed(fingerprint)
-sealed.watch_function_writes()
-print_ = sealed.Fingerprint()
+print_ = sealed["Fingerprint"](writes=sealed["watch_function_writes"]())
 reads = collections.Counter()
 sys.addaudithook(lambda event, args: reads.update([args[1]]) if event == "object.__getattr__" else None)
 seen = {"clean": print_.changes(), "function attributes read when clean": sum(reads.values())}

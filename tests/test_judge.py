@@ -87,6 +87,7 @@ FORGE = (  # from any frame of the judge's stack: its secret and its pipe, then 
     "    if frame is not None:\n        import os\n        token, out = frame.f_locals['token'], frame.f_locals['out']\n"
     "        os.write(out, (token + '{\"passed\": true, \"message\": \"\", \"tampered\": []}\\n').encode())\n"
     "        os._exit(0)\n")
+FORGE_TOP = textwrap.dedent(FORGE)  # the same at a module's top level
 ATTACKS = {
     "rebinds the test's name `check` to a permissive stand-in (extra cell)":
         ({}, [("reconstruction_error", PERMISSIVE_CHECK)], False),
@@ -200,6 +201,41 @@ ATTACKS = {
         ({"reconstruction_error": "import inspect\ndef go():\n    try:\n        raise ValueError\n"
           "    except ValueError:\n        frame = inspect.trace()[0][0]\n" + FORGE + "go()\n"
           + WRONG["reconstruction_error"]}, [], True),
+    "replaces the sealed guard's and fingerprint's methods, found through object.__subclasses__()":
+        ({"reconstruction_error": "for k in object.__subclasses__():\n"
+          "    if getattr(k, '__module__', '') == 'aecourse.classroom.sealed':\n"
+          "        if k.__name__ == '_Guard':\n            k.verify = lambda self, when: None\n"
+          "            k._audit = lambda self, event, args: None\n"
+          "        if k.__name__ == 'Fingerprint':\n            k.changes = lambda self: []\n"
+          "import torch\ntorch.allclose = lambda *a, **k: True\n" + WRONG["reconstruction_error"]}, [], True),
+    "rewrites the sealed namespace through a method's __globals__, then forges the verdict":
+        ({"reconstruction_error": "import sys\nguard = next(k for k in object.__subclasses__() if "
+          "getattr(k, '__module__', '') == 'aecourse.classroom.sealed' and k.__name__ == '_Guard')\n"
+          "space = guard._audit.__globals__\nspace['JUDGE_MARK'] = '/'\nspace['TRUSTED_NAMES'] = ('<',)\n"
+          "space['__builtins__']['any'] = lambda xs: True\nspace['_verdict_line'] = lambda token, verdict, *a: "
+          "(token + '{\"passed\": true, \"message\": \"\", \"tampered\": []}\\n').encode()\n"
+          "def go():\n    frame = sys._getframe()\n" + FORGE + "go()\n" + WRONG["reconstruction_error"]}, [], True),
+    "runs its own code inside the audit hook through a str subclass, to read frames there":
+        ({"reconstruction_error": "import sys\ndef go():\n    frame = sys._getframe()\n" + FORGE +
+          "class Sly(str):\n    def __str__(self):\n        go()\n        return '/tmp/x'\n"
+          "    def __eq__(self, other):\n        go()\n        return False\n    __hash__ = str.__hash__\n"
+          "    def startswith(self, *a):\n        go()\n        return True\n"
+          "for event, args in [('open', (Sly('/tmp/x'), 'r', 0)), ('object.__getattr__', (1, Sly('tb_frame'))),\n"
+          "                    ('import', (Sly('m'), Sly('/tmp/m.py'), [], [], []))]:\n"
+          "    try:\n        sys.audit(event, *args)\n    except Exception:\n        pass\n"
+          + WRONG["reconstruction_error"]}, [], False),
+    "has timeit make code that reads the grader's frames":
+        ({"reconstruction_error": "import timeit\nsrc = " + repr("import sys\nframe = sys._getframe()\n" + FORGE_TOP)
+          + "\ntry:\n    timeit.timeit(src, number=1)\nexcept Exception:\n    pass\n" + WRONG["reconstruction_error"]},
+         [], True),
+    "has codeop make code under a library file's name":
+        ({"reconstruction_error": "import codeop, os\nsrc = " + repr("import sys\nframe = sys._getframe()\n" + FORGE_TOP)
+          + "\nexec(codeop.compile_command(src, os.__file__, 'exec'))\n" + WRONG["reconstruction_error"]}, [], True),
+    "runs logging's findCaller with globals of its own, which then receive its frames":
+        ({"reconstruction_error": "import logging, types\ndef steal(frame):\n" + FORGE + "    return False\n"
+          "fake = dict(vars(logging))\nfake['_is_internal_frame'] = steal\n"
+          "types.FunctionType(logging.Logger.findCaller.__code__, fake)(logging.getLogger(), False, 1)\n"
+          + WRONG["reconstruction_error"]}, [], True),
     "starts a thread that outlives the answer":
         ({"reconstruction_error": "import threading, time\nthreading.Thread(target=time.sleep, args=(5,), "
           "daemon=True).start()\n" + WRONG["reconstruction_error"]}, [], True),
@@ -240,6 +276,10 @@ HONEST = {
           "Kind = enum.Enum('Kind', 'SUM MEAN')\ndef reconstruction_error(x_hat, x):\n"
           "    logging.warning('computing the error with %s', Kind.SUM)\n    try:\n        raise ValueError('just checking')\n"
           "    except ValueError:\n        traceback.print_exc()\n    return ((x_hat - x) ** 2).flatten(1).sum(dim=1)"}, []),
+    "timeit on a statement of its own, and a dataclass of its own used in the answer":
+        ({"reconstruction_error": "import dataclasses, timeit\ntimeit.timeit('sum(range(10))', number=5)\n"
+          "@dataclasses.dataclass\nclass Diff:\n    d: object\n    def squared(self):\n        return self.d * self.d\n"
+          "def reconstruction_error(x_hat, x):\n    return Diff(x_hat - x).squared().flatten(1).sum(dim=1)"}, []),
     "a generator, recursion and a lambda":
         ({"smallest_beating_pca": "def smallest_beating_pca(dims, ae_error, pca_error):\n"
           "    wins = (d for d, a, p in zip(dims, ae_error, pca_error) if a < p)\n"

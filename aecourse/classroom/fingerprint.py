@@ -22,11 +22,16 @@ judge, against 3 ms for all the rest). Where ``watch_function_writes()`` was cal
 compared only after one of them was set: CPython raises ``object.__setattr__`` for that (and
 ``object.__delattr__`` for a delete), and Python code has no other way to change them. The keyword
 defaults' dicts, which can change in place, are compared item by item each time.
+
+A comparison calls no Python code that the submission could have provided: values are compared by
+identity, or by ``==`` only between plain ``int``, ``bool`` and ``str``; the registries are read with
+the callables bound when the fingerprint was taken; names are spelled from what was recorded then.
 """
 
 from __future__ import annotations
 
 import _signal
+import _thread
 import copy
 import copyreg
 import gc
@@ -71,26 +76,24 @@ _MODULES = sys.modules  # the interpreter's own dict (rebinding ``sys.modules`` 
 _GC_CALLBACKS = gc.callbacks  # the list the collector calls (rebinding ``gc.callbacks`` does not change it)
 
 
-_FUNCTION_WRITES: list[int] = []  # one counter, once watch_function_writes() installed its audit hook
 FUNCTION_ATTRS = ("__code__", "__defaults__", "__kwdefaults__")
 
 
-def watch_function_writes() -> None:
-    """Count every write of a function's code or defaults from now on, in an audit hook (it cannot be
-    removed again, so once per process); fingerprints then compare them only after one."""
-    if _FUNCTION_WRITES:
-        return
-    _FUNCTION_WRITES.append(0)
+def watch_function_writes() -> Callable[[], int]:
+    """Count every write of a function's code or defaults from now on, in an audit hook (which cannot be
+    removed again: call it once per process), and return the counter's reader, for ``Fingerprint(writes=...)``.
+    The count lives in the two closures only: nothing else refers to it."""
+    count = [0]
     events = ("object.__setattr__", "object.__delattr__")
 
-    def count(event: str, args: tuple) -> None:
-        if event in events and args[1] in FUNCTION_ATTRS:
-            _FUNCTION_WRITES[0] += 1
-    sys.addaudithook(count)
+    def counter(event: str, args: tuple, _count=count, _events=events, _attrs=FUNCTION_ATTRS) -> None:
+        if event in _events and args[1] in _attrs:
+            _count[0] += 1
 
-
-def _function_writes() -> int | None:
-    return _FUNCTION_WRITES[0] if _FUNCTION_WRITES else None
+    def writes(_count=count) -> int:
+        return _count[0]
+    sys.addaudithook(counter)
+    return writes
 
 
 def in_scope(module_name: str) -> bool:
@@ -104,13 +107,17 @@ def _volatile(module_name: Any) -> bool:
 class Fingerprint:
     """The state to compare against; ``changes()`` lists what differs, in words."""
 
-    def __init__(self, state: Callable[[], dict[str, Any]] | None = None) -> None:
+    def __init__(self, state: Callable[[], dict[str, Any]] | None = None,
+                 writes: Callable[[], int] | None = None) -> None:
+        """``state``: what reads the registries (default: ``state_reader()``); ``writes``: the reader
+        ``watch_function_writes()`` returned, or None to compare every function each time."""
+        self._writes = writes
         with warnings.catch_warnings():  # some libraries warn when a deprecated name is looked at
             warnings.simplefilter("ignore")
             self._take(state)
 
     def _take(self, state: Callable[[], dict[str, Any]] | None) -> None:
-        self._state = state or default_state
+        self._state = state or state_reader()
         self.spaces: list[tuple[str, bool, Any, tuple, list]] = []  # (label, is_class, mapping, keys, values)
         classes: dict[int, type] = {}
         functions: dict[int, types.FunctionType] = {}
@@ -137,11 +144,12 @@ class Fingerprint:
                 if isinstance(inner, types.FunctionType):
                     functions.setdefault(id(inner), inner)
         self.functions = [f for f in functions.values() if not _volatile(f.__module__ or "")]
+        self.names = list(map(_name, self.functions))  # spelled now: a name set later could be anything
         self.codes = list(map(_code, self.functions))
         self.defaults = list(map(_defaults, self.functions))
         self.kwdefaults = list(map(_kwdefaults, self.functions))
-        self._writes_seen = _function_writes()  # as they were after this many writes (None: not watched)
-        self.keyword_defaults = [(f, d, _flat(d)) for f, d in zip(self.functions, self.kwdefaults) if d]
+        self._writes_seen = self._writes() if self._writes else None  # as they were after this many writes
+        self.keyword_defaults = [(n, d, _flat(d)) for n, d in zip(self.names, self.kwdefaults) if d]
         self.cells = [c for f in self.functions for c in (f.__closure__ or ()) if _filled(c)]
         self.cell_values = list(map(_contents, self.cells))
         self.state = self._state()
@@ -159,7 +167,7 @@ class Fingerprint:
             return [f"the interpreter, which could not even be compared ({type(err).__name__}: {err})"]
 
     def _changes(self) -> list[str]:
-        spaces, writes = self._stable, _function_writes()
+        spaces, writes = self._stable, (self._writes() if self._writes else None)
         if (list(map(len, spaces)) == self._lengths and not self._careful_changes()
                 and all(map(_is, _chain(map(_values, spaces)), self._flat))
                 and self._functions_same(writes) and self._keyword_defaults_same()
@@ -203,16 +211,19 @@ class Fingerprint:
             if len(space) == len(keys) and all(map(_is, space.values(), values)):
                 continue
             changed = [k for k, v in zip(keys, values) if k not in VOLATILE_NAMES and space.get(k, _MISSING) is not v]
-            added = [k for k in space if k not in VOLATILE_NAMES and k not in set(keys)] if is_class else []
+            new = [k for k in list(space) if type(k) is not str or k not in set(keys)] if is_class else []
+            found += [f"{label}, a name that is not a plain string" for k in new if type(k) is not str]
+            added = [k for k in new if type(k) is str and k not in VOLATILE_NAMES]
             found += [f"{label}.{k}" for k in changed + added if f"{label}.{k}" not in VOLATILE_ATTRS]
-            if not [k for k in changed + added if f"{label}.{k}" not in VOLATILE_ATTRS]:
+            if not [k for k in changed + added if f"{label}.{k}" not in VOLATILE_ATTRS] and len(added) == len(new):
                 self.spaces[index] = (label, is_class, space, tuple(space), list(space.values()))  # the new normal
         self._index()
-        found += [f"{_name(f)}.__code__" for f, c in zip(self.functions, self.codes) if f.__code__ is not c]
-        found += [f"{_name(f)}.__defaults__" for f, d in zip(self.functions, self.defaults) if f.__defaults__ is not d]
-        found += [f"{_name(f)}.__kwdefaults__" for f, d in zip(self.functions, self.kwdefaults)
+        found += [f"{n}.__code__" for f, n, c in zip(self.functions, self.names, self.codes) if f.__code__ is not c]
+        found += [f"{n}.__defaults__" for f, n, d in zip(self.functions, self.names, self.defaults)
+                  if f.__defaults__ is not d]
+        found += [f"{n}.__kwdefaults__" for f, n, d in zip(self.functions, self.names, self.kwdefaults)
                   if f.__kwdefaults__ is not d]
-        found += [f"{_name(f)}.__kwdefaults__ (changed in place)" for f, d, flat in self.keyword_defaults
+        found += [f"{n}.__kwdefaults__ (changed in place)" for n, d, flat in self.keyword_defaults
                   if not _same(_flat(d), flat)]
         if not self._cells_same():
             found.append("a closure cell of a library function")
@@ -249,13 +260,19 @@ def _name(f) -> str:
 
 
 def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, tuple) and isinstance(b, tuple):
+    """Identity, item by item for tuples; ``==`` only between plain ints, bools or strings (no
+    ``isinstance``: it can ask an object's own ``__class__``)."""
+    if type(a) is tuple and type(b) is tuple:
         return len(a) == len(b) and all(map(_is, a, b))
-    return a is b or (isinstance(a, (int, bool, str)) and a == b)
+    return a is b or (type(a) is type(b) and type(a) in (int, bool, str) and a == b)
 
 
 def _flat(mapping: dict) -> tuple:
-    return tuple(x for item in mapping.items() for x in item)
+    """A dict's keys and values in order, read by ``dict.items`` itself (not by the object's own)."""
+    return tuple(_chain(_dict_items(mapping))) if issubclass(type(mapping), dict) else (mapping,)
+
+
+_dict_items = dict.items
 
 
 def warm_up() -> None:
@@ -285,26 +302,44 @@ def warm_up() -> None:
 SIGNALS = tuple(s for s in sorted(signal.valid_signals()) if s not in (signal.SIGKILL, signal.SIGSTOP))
 
 
-def default_state() -> dict[str, Any]:
-    """Registries and switches outside any namespace that change what trusted code does."""
-    state: dict[str, Any] = {
-        "sys.meta_path": tuple(sys.meta_path), "sys.path_hooks": tuple(sys.path_hooks),
-        "sys.gettrace()": sys.gettrace(), "gc.callbacks": tuple(_GC_CALLBACKS),
-        "copyreg.dispatch_table": _flat(copyreg.dispatch_table),
-        "copy._deepcopy_dispatch": _flat(copy._deepcopy_dispatch),  # type: ignore[attr-defined]
-        "signal handlers": tuple(map(_signal.getsignal, SIGNALS)),
-        "threads": len(sys._current_frames()),
-    }
+def state_reader() -> Callable[[], dict[str, Any]]:
+    """What reads the registries and switches outside any namespace that change what trusted code
+    does, with every callable it uses bound now (a later rebinding of ``torch.get_default_dtype`` is
+    the namespace comparison's to see, and is not called)."""
+    def plain(value: Any, kind: type) -> Any:  # the object itself where it is no longer of its kind
+        return (tuple(value) if kind is list else _flat(value)) if type(value) is kind else (value,)
+
+    # the modules' own dicts (where this code runs from a sealed copy, ``sys`` is a snapshot of callables)
+    sys_space, copy_space, copyreg_space = (vars(_MODULES[name]) for name in ("sys", "copy", "copyreg"))
+    getsignal, count, callbacks = _signal.getsignal, _thread._count, _GC_CALLBACKS
+    gettrace = sys.gettrace
     torch, nn_module = _MODULES.get("torch"), _MODULES.get("torch.nn.modules.module")
+    torch_calls: dict[str, Callable[[], Any]] = {}
+    hooks: dict[str, dict] = {}
     if torch is not None and nn_module is not None:
-        state.update({
-            "torch.get_default_dtype()": torch.get_default_dtype(),
-            "torch function modes": torch._C._len_torch_function_stack(),
-            "torch dispatch modes": torch._C._len_torch_dispatch_stack(),
-            "torch.are_deterministic_algorithms_enabled()": torch.are_deterministic_algorithms_enabled(),
-        })
-        for name in dir(nn_module):
-            value = getattr(nn_module, name)
-            if name.startswith("_global_") and isinstance(value, dict):
-                state[f"torch.nn.modules.module.{name}"] = _flat(value)
-    return state
+        torch_calls = {"torch.get_default_dtype()": torch.get_default_dtype,
+                       "torch function modes": torch._C._len_torch_function_stack,
+                       "torch dispatch modes": torch._C._len_torch_dispatch_stack,
+                       "torch.are_deterministic_algorithms_enabled()": torch.are_deterministic_algorithms_enabled}
+        hooks = {f"torch.nn.modules.module.{name}": value for name, value in list(vars(nn_module).items())
+                 if type(name) is str and name.startswith("_global_") and issubclass(type(value), dict)}
+
+    def read() -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "sys.meta_path": plain(sys_space.get("meta_path"), list),
+            "sys.path_hooks": plain(sys_space.get("path_hooks"), list),
+            "sys.gettrace()": gettrace(), "gc.callbacks": tuple(callbacks),
+            "copyreg.dispatch_table": plain(copyreg_space.get("dispatch_table"), dict),
+            "copy._deepcopy_dispatch": plain(copy_space.get("_deepcopy_dispatch"), dict),
+            "signal handlers": tuple(map(getsignal, SIGNALS)),
+            "threads": count(),  # Python threads besides this one (no frame is read for it)
+        }
+        state.update({key: call() for key, call in torch_calls.items()})
+        state.update({key: _flat(value) for key, value in hooks.items()})
+        return state
+    return read
+
+
+def default_state() -> dict[str, Any]:
+    """The registries now (``state_reader()()``)."""
+    return state_reader()()

@@ -25,9 +25,12 @@ The judge's own code (the guard, the fingerprint, writing the verdict) runs from
 this module and ``fingerprint`` (``sealed``), made before any submitted code runs: an answer that
 rebinds a name in one of them, in a module they use or in ``builtins`` changes nothing the judge
 calls, and the fingerprint reports the change. The profile function that ``sys.getprofile()`` hands
-back leads to the guard only through attributes whose every read is audited and refused. Not yet
-covered: the sealed classes themselves, which ``object.__subclasses__()`` lists (docs/instructors.md,
-"Not defended").
+back leads to the guard only through attributes whose every read is audited and refused. The
+sealed classes can still be found (``object.__subclasses__()`` lists every class, unaudited) and
+their methods lead to the sealed namespaces, so what submitted code can set off enters through
+closures bound before it ran, which check the sealed copies by identity (``_integrity``) before
+using them; inside a check the judge calls no method of the answer's objects, and refuses any frame
+read that is not its own (docs/instructors.md, "The judge and its threat model").
 
 The points an exercise earns are those of the notebook run AND the judge: the submission can lose
 points in its own kernel, but only the judge can give them.
@@ -38,7 +41,9 @@ from __future__ import annotations
 import ast
 import builtins
 import dataclasses
+import itertools
 import json
+import operator
 import os
 import re
 import secrets
@@ -260,30 +265,48 @@ def run_plan(plan: dict, spec, seconds: float) -> dict[str, dict]:
 # --- inside the sandbox ----------------------------------------------------------------------------
 
 class _Guard:
-    """The audit hook and profile function of a judged child; what they saw goes to ``tampered``."""
+    """The audit hook and profile function of a judged child; what they saw goes to ``tampered``.
 
-    def __init__(self, roots: tuple[str, ...]) -> None:
+    What submitted code can set off (the audit hook, the profile function, a comparison) enters
+    through closures (``_entry_points``) that read only what was bound into them before any
+    submitted code ran. Before the guard's own methods, namespaces or classes are used, ``intact``
+    checks by identity that none of them changed (the sealed classes can be found, through
+    ``object.__subclasses__()``, and their methods lead to the sealed namespaces). While the guard
+    checks, any submitted code that runs inside the check (a ``__str__``, ``__eq__`` or ``__del__`` of
+    its own) is refused every way to a frame or out of the process."""
+
+    def __init__(self, roots: tuple[str, ...], intact, spaces: tuple[dict, ...], known: frozenset) -> None:
         self.roots = roots
+        self.prefixes = roots + TRUSTED_NAMES
+        self.known = known  # code made at run time (dataclasses, namedtuples) before any submitted code ran
+        self.spaces = spaces  # the sealed namespaces: their functions' code and defaults may not change
+        self.keeps = _keeping_spaces()
         self.tampered: list[str] = []
-        self.active = False  # True once submitted code may run (in a child)
-        self.fingerprint = None
-        self._busy = False
+        self.state = [False, False, False]  # submitted code may run; the guard is checking; a frame read of its own
+        self.fingerprint: list[Any] = [None]
+        self.writes = None
+        self.intact = intact
         # the profile function: sys.getprofile() gives it to anyone, so it holds no globals it uses and
         # reaches the guard only through __kwdefaults__, whose reads _audit refuses
         self.hook = _FunctionType(_profile_hook.__code__, {"__builtins__": {}}, "judge_profile")
-        self.hook.__kwdefaults__ = {"check": self.profile}
+        self.audit, profile, self.verify, self.frame_at = _entry_points(self)
+        self.hook.__kwdefaults__ = {"check": profile}
 
-    @staticmethod
-    def trusted(filename: str) -> bool:
-        """Code from the submission is compiled by the judge under ``JUDGE_MARK``, and the audit hook
-        refuses any other way for submitted code to make code (``compile``, ``eval``, ``exec`` of a
-        string, ``CodeType``), so every other frame is the grader's, the libraries' or Python's."""
-        return not filename.startswith(JUDGE_MARK)
+    def trusted(self, code) -> bool:
+        """Code from a file of the installed packages, the standard library or the course, the
+        instructor's cells, or made at run time before any submitted code ran. Submitted code is
+        compiled by the judge under ``JUDGE_MARK``; code made while it runs (``timeit``, ``codeop``,
+        a dataclass of its own) gets no trusted file name (``_code_rule``)."""
+        name = code.co_filename
+        return type(name) is str and (name.startswith(self.prefixes)
+                                      or (not name.startswith(JUDGE_MARK) and code in self.known))
 
     def submitted_on_stack(self, depth: int = 1, only_caller: bool = False) -> bool:
-        frame = sys._getframe(depth + 1)
+        return self.submitted_below(self.frame_at(depth + 1), only_caller)
+
+    def submitted_below(self, frame, only_caller: bool = False) -> bool:
         while frame is not None:
-            if not self.trusted(frame.f_code.co_filename):
+            if not self.trusted(frame.f_code):
                 return True
             if only_caller:
                 return False
@@ -292,12 +315,14 @@ class _Guard:
 
     def reaches_submitted(self, frame) -> bool:
         """Whether what library code at ``frame`` gets can reach submitted code: going down the stack
-        from it, submitted code comes before a library function known to keep it (``KEEPS_FRAMES``)."""
+        from it, submitted code comes before a library function known to keep it (``KEEPS_FRAMES``,
+        run with its own module's globals)."""
         while frame is not None:
             code = frame.f_code
-            if not self.trusted(code.co_filename):
+            if not self.trusted(code):
                 return True
-            if any(code.co_name == name and code.co_filename.endswith(path) for path, name in KEEPS_FRAMES):
+            if any(code.co_name == name and code.co_filename.endswith(path) and frame.f_globals is space
+                   for (path, name), space in self.keeps):
                 return False
             frame = frame.f_back
         return False
@@ -306,76 +331,65 @@ class _Guard:
         self.tampered.append(what)
         raise RuntimeError(f"not allowed while grading: {what}")
 
-    def audit(self, event: str, args: tuple) -> None:
-        if not self.active or self._busy:
-            return
-        self._busy = True
-        try:
-            self._audit(event, args)
-        finally:
-            self._busy = False
-
     def _audit(self, event: str, args: tuple) -> None:
-        if event in ("object.__getattr__", "object.__setattr__", "object.__delattr__") and args[0] is self.hook:
-            self.refuse("looking into the judge's profile function")
+        """The rules, once ``intact`` said the judge's code is its own (called by the audit hook)."""
+        if event in ("object.__getattr__", "object.__setattr__", "object.__delattr__"):
+            if args[0] is self.hook:
+                self.refuse("looking into the judge's profile function")
+            if event != "object.__getattr__":
+                if type(args[0]) is _FunctionType and any(args[0].__globals__ is space for space in self.spaces):
+                    self.refuse("changing the judge's own code")
+            elif type(args[1]) is str and args[1] in FRAME_ATTRIBUTES:
+                self._frame_rule(f"reading {args[1]}")
+        elif event in ("sys._getframe", "sys._current_frames", "gc.get_objects", "gc.get_referrers",
+                       "gc.get_referents"):
+            self._frame_rule(event)
         elif event in ("sys.settrace", "sys.setprofile"):
             if self.submitted_on_stack(2):
                 self.refuse(f"{event}")
-        elif event in ("sys._getframe", "sys._current_frames", "gc.get_objects", "gc.get_referrers",
-                       "gc.get_referents") or (event == "object.__getattr__" and args[1] in FRAME_ATTRIBUTES):
-            # the audited ways to a frame or to any object; from a frame, f_back and f_locals lead to the
-            # judge's own. Refused to submitted code, and to library code whose result can reach it
-            # (inspect.trace, logging.currentframe, traceback.walk_stack hand frames back)
-            caller = sys._getframe(2)
-            what = f"reading {args[1]}" if event == "object.__getattr__" else event
-            if not self.trusted(caller.f_code.co_filename):
-                self.refuse(f"{what} from submitted code")
-            elif self.reaches_submitted(caller):
-                self.refuse(f"{what} by {caller.f_code.co_name} ({caller.f_code.co_filename.rsplit('/', 1)[-1]}), "
-                            "called from submitted code")
         elif event.startswith("ctypes.") or event in ("os.fork", "os.forkpty", "os.system", "os.exec",
                                                       "os.posix_spawn", "os.spawn", "subprocess.Popen",
                                                       "os.kill", "os.killpg", "pty.spawn", "sys.addaudithook"):
             if self.submitted_on_stack(2):
                 self.refuse(event)
         elif event == "open":
-            path, mode = str(args[0]), args[1]
-            writes = (isinstance(mode, str) and any(m in mode for m in "wax+")) or (
-                isinstance(args[2], int) and args[2] & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
-            if _PROCESS_FILES.match(path):
+            path, mode, flags = _plain(args[0]), args[1], args[2]
+            if type(path) is str and _PROCESS_FILES.match(path):
                 self.refuse(f"opening {path}")
-            if writes and self.submitted_on_stack(2):
+            if not _reading(mode, flags) and self.submitted_on_stack(2):
                 self.refuse(f"writing {path}")
-        elif event == "import" and args[1] and not str(args[1]).startswith(self.roots):
-            self.refuse(f"importing {args[0]} from {args[1]}")
+        elif event == "import":
+            where = _plain(args[1])
+            if where is not None and (type(where) is not str or not where.startswith(self.roots)):
+                self.refuse(f"importing {_plain(args[0])} from {where}")
         elif event in ("compile", "code.__new__"):
-            if self.submitted_on_stack(2, only_caller=True):
-                self.refuse("making code at run time (compile, eval, exec of a string, CodeType)")
+            self._code_rule(event, args)
 
-    def profile(self, frame, event, arg) -> None:
-        """Compare the fingerprint each time submitted code returns to the grader's (or raises into it).
+    def _frame_rule(self, what: str) -> None:
+        """The audited ways to a frame or to any object; from a frame, f_back and f_locals lead to the
+        judge's own. Refused to submitted code, and to library code whose result can reach it
+        (inspect.trace, logging.currentframe, traceback.walk_stack hand frames back)."""
+        caller = self.frame_at(3)  # _frame_rule, _audit, the audit hook, then whoever raised the event
+        if not self.trusted(caller.f_code):
+            self.refuse(f"{what} from submitted code")
+        elif self.reaches_submitted(caller):
+            name = caller.f_code.co_filename
+            self.refuse(f"{what} by {caller.f_code.co_name} ({name.rsplit('/', 1)[-1]}), called from submitted code")
 
-        Whatever submitted code changed is still changed when it hands control back, however it
-        meant to undo it later; between two such returns only the grader's code runs."""
-        if event != "return" or self._busy:
-            return
-        back = frame.f_back
-        if back is None or self.trusted(frame.f_code.co_filename) or not self.trusted(back.f_code.co_filename):
-            return
-        self.verify(f"when {frame.f_code.co_name} returned")
-
-    def verify(self, when: str) -> None:
-        self._busy = True
-        try:
-            changes = self.fingerprint.changes()
-            if self.active and sys.getprofile() is not self.hook:
-                changes.append("the profile function")
-        finally:
-            self._busy = False
-        if changes:
-            self.tampered.append(f"{', '.join(changes[:5])}{' ...' if len(changes) > 5 else ''} changed ({when})")
+    def _code_rule(self, event: str, args: tuple) -> None:
+        """Submitted code makes no code itself; library code that makes code while submitted code runs
+        (``timeit``, ``codeop``, an import) may not give it a trusted file name, except the import system
+        compiling a file as it is on disk."""
+        caller = self.frame_at(3)
+        if not self.trusted(caller.f_code):
+            self.refuse("making code at run time (compile, eval, exec of a string, CodeType)")
+        filename = _plain(args[1]) if len(args) > 1 else None
+        if type(filename) is str and filename.startswith(self.prefixes) and self.submitted_below(caller):
+            if event != "compile" or not _as_on_disk(args[0], filename):
+                self.refuse(f"making code that passes for the grader's ({filename})")
 
 
+TRUSTED_NAMES = ("<frozen ", "<setup ", "<test ")  # the import system's own code, the instructor's cells
 FRAME_ATTRIBUTES = ("tb_frame", "gi_frame", "cr_frame", "ag_frame")
 # library functions that look at frames and hand back none: a module name (namedtuple, TypeVar, Enum),
 # where a log record comes from, a traceback as text, the stack level of a warning
@@ -386,6 +400,193 @@ KEEPS_FRAMES = (("/collections/__init__.py", "namedtuple"), ("/typing.py", "_cal
                 ("/matplotlib/_api/__init__.py", "warn_external"))
 
 
+def _keeping_spaces() -> tuple:
+    """``KEEPS_FRAMES`` with the globals each function runs with: the same code run with globals of
+    the answer's own (``FunctionType(code, globals)``) could hand the frames to it."""
+    found = []
+    for path, name in KEEPS_FRAMES:
+        for module in list(sys.modules.values()):
+            if getattr(module, "__file__", None) and str(module.__file__).endswith(path):
+                found.append(((path, name), vars(module)))
+    return tuple(found)
+
+
+def _plain(value: Any) -> Any:
+    """An audit argument as a plain ``str`` (or an ``int`` file descriptor, or None), read by ``str``'s
+    own code: a subclass's ``__str__`` or ``__eq__`` would be the answer's code run inside the guard."""
+    kind = type(value)
+    if kind is str or kind is int or value is None:
+        return value
+    if issubclass(kind, str):
+        return str.__str__(value)
+    if issubclass(kind, bytes):
+        return bytes.decode(value, "utf-8", "replace")
+    return "(not a path)"
+
+
+def _reading(mode: Any, flags: Any) -> bool:
+    if type(mode) is str:
+        return not any(m in mode for m in "wax+")
+    return mode is None and type(flags) is int and not flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)
+
+
+def _as_on_disk(source: Any, filename: str) -> bool:
+    """Whether ``source`` is exactly what the file holds (what the import system compiles)."""
+    if type(source) is str:
+        source = source.encode()
+    if type(source) is not bytes:
+        return False
+    try:
+        with open(filename, "rb") as file:
+            return file.read() == source
+    except OSError:
+        return False
+
+
+def _entry_points(guard: _Guard, error=RuntimeError, getprofile=sys.getprofile, getframe=sys._getframe,
+                  process_files=re.compile(r"/proc/[^/]+/(mem|fd|map_files)|/dev/fd/").match):
+    """The audit hook, the profile function's check, the comparison and the guard's own frame reads,
+    as closures over what they need (bound now, before any submitted code runs)."""
+    state, tampered, intact, slot, hook, roots = guard.state, guard.tampered, guard.intact, guard.fingerprint, \
+        guard.hook, guard.roots
+    broken = "the judge's own code (changed by the answer)"
+
+    def plain(value, _type=type, _str=str, _int=int, _bytes=bytes, _sub=issubclass, _text=str.__str__,
+              _decode=bytes.decode):
+        kind = _type(value)
+        if kind is _str or kind is _int or value is None:
+            return value
+        return _text(value) if _sub(kind, _str) else _decode(value, "utf-8", "replace") if _sub(kind, _bytes) else None
+
+    def armed(event, args, _state=state, _len=len, _type=type, _str=str, _int=int, _plain=plain, _any=any,
+              _files=process_files, _writes=os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+        """While the guard checks only its own code runs: its own frame reads carry a permit; anything
+        else that could reach a frame or leave the process is submitted code run inside the check."""
+        if event == "sys._getframe" and _state[2]:
+            _state[2] = False
+            return False
+        if event in {"sys._getframe", "sys._current_frames", "gc.get_objects", "gc.get_referrers", "gc.get_referents",
+                     "sys.settrace", "sys.setprofile", "sys.addaudithook", "compile", "code.__new__", "os.fork",
+                     "os.forkpty", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "subprocess.Popen",
+                     "os.kill", "os.killpg", "pty.spawn"} or event[:7] == "ctypes.":
+            return True
+        if event == "object.__getattr__":
+            return _len(args) < 2 or _type(args[1]) is not _str or args[1] in {"tb_frame", "gi_frame", "cr_frame",
+                                                                                "ag_frame"}
+        if event == "open":
+            if _len(args) != 3:
+                return True
+            path, mode, flags = _plain(args[0]), args[1], args[2]
+            if path is None or (_type(path) is _str and _files(path)):
+                return True
+            if _type(mode) is _str:
+                return _any(m in mode for m in "wax+")
+            return mode is not None or _type(flags) is not _int or bool(flags & _writes)
+        if event == "import":
+            where = _plain(args[1]) if _len(args) > 1 else None
+            return where is not None and (_type(where) is not _str or not where.startswith(roots))
+        return False
+
+    first, second = guard.spaces
+
+    def audit(event, args, _state=state, _tampered=tampered, _intact=intact, _check=guard._audit, _error=error,
+              _armed=armed, _hook=hook, _type=type, _str=str, _function=_FunctionType, _first=first, _second=second):
+        if not _state[0]:
+            return
+        if _state[1]:
+            if _armed(event, args):
+                _tampered.append(f"{event} inside the judge's own checks (submitted code ran there)")
+                raise _error(f"not allowed while grading: {event} inside the judge's own checks")
+            return
+        # what no rule refuses, told apart with what was bound here (the common events: a library reading a
+        # function's __code__, an import, a file read) ...
+        if event == "object.__getattr__":
+            if args[0] is not _hook and _type(args[1]) is _str and args[1] not in {"tb_frame", "gi_frame",
+                                                                                  "cr_frame", "ag_frame"}:
+                return
+        elif event == "object.__setattr__" or event == "object.__delattr__":
+            target = args[0]
+            if target is not _hook and (_type(target) is not _function or (target.__globals__ is not _first
+                                                                             and target.__globals__ is not _second)):
+                return
+        elif event == "open" or event == "import":
+            if not _armed(event, args):
+                return
+        elif event not in {"sys._getframe", "sys._current_frames", "gc.get_objects", "gc.get_referrers",
+                           "gc.get_referents", "sys.settrace", "sys.setprofile", "os.fork", "os.forkpty",
+                           "os.system", "os.exec", "os.posix_spawn", "os.spawn", "subprocess.Popen", "os.kill",
+                           "os.killpg", "pty.spawn", "sys.addaudithook", "compile", "code.__new__"} \
+                and event[:7] != "ctypes.":
+            return
+        # ... and the rest by the guard's rules, once the sealed copies are known to be as they were
+        _state[1] = True
+        try:
+            if not _intact():
+                _tampered.append(broken)
+                raise _error(f"not allowed while grading: changing {broken}")
+            _check(event, args)
+        finally:
+            _state[1] = False
+
+    def verify(when, _state=state, _tampered=tampered, _intact=intact, _slot=slot, _hook=hook,
+               _getprofile=getprofile, _len=len, _join=", ".join):
+        _state[1] = True
+        try:
+            if _intact():
+                changes = _slot[0].changes()
+                if not _intact():
+                    changes = [broken]
+            else:
+                changes = [broken]
+            if _state[0] and _getprofile() is not _hook:
+                changes = [*changes, "the profile function"]
+        finally:
+            _state[1] = False
+        if changes:
+            _tampered.append(f"{_join(changes[:5])}{' ...' if _len(changes) > 5 else ''} changed ({when})")
+
+    def profile(frame, event, arg, _state=state, _trusted=guard.trusted, _verify=verify):
+        """Compare the fingerprint each time submitted code returns to the grader's (or raises into it).
+
+        Whatever submitted code changed is still changed when it hands control back, however it
+        meant to undo it later; between two such returns only the grader's code runs."""
+        if event != "return" or _state[1]:
+            return
+        back = frame.f_back
+        if back is None or _trusted(frame.f_code) or not _trusted(back.f_code):
+            return
+        _verify(f"when {frame.f_code.co_name} returned")
+
+    def frame_at(depth, _state=state, _get=getframe):
+        """The frame ``depth`` above the caller, read with a permit that the check in progress allows once."""
+        _state[2] = True
+        try:
+            return _get(depth + 1)
+        finally:
+            _state[2] = False
+
+    return audit, profile, verify, frame_at
+
+
+def _integrity(mappings: list, cells: list, _all=all, _map=map, _is=operator.is_, _len=len, _tuple=tuple,
+               _chain=itertools.chain.from_iterable, _values=operator.methodcaller("values"),
+               _contents=operator.attrgetter("cell_contents"), _error=ValueError):
+    """A check that ``mappings`` (namespaces, class dicts) hold the same keys and values, by identity,
+    and ``cells`` the same contents, as now; it calls nothing it did not bind now."""
+    maps = _tuple(mappings)
+    lengths, values = _tuple(_map(_len, maps)), _tuple(_chain(_map(_values, maps)))
+    cells = _tuple(cells)
+    contents = _tuple(_map(_contents, cells))
+
+    def intact() -> bool:  # the same count and the same values in order: a key renamed in place is only a name missing
+        try:
+            return (_tuple(_map(_len, maps)) == lengths and _all(_map(_is, _chain(_map(_values, maps)), values))
+                    and _all(_map(_is, _map(_contents, cells), contents)))
+        except _error:  # a cell emptied
+            return False
+    return intact
+
+
 def _profile_hook(frame, event, arg, *, check=None) -> None:
     if event == "return":  # no global name here: its globals are an empty dict that anyone may fill
         check(frame, event, arg)
@@ -394,37 +595,56 @@ def _profile_hook(frame, event, arg, *, check=None) -> None:
 _FunctionType = type(_profile_hook)
 _PROCESS_FILES = re.compile(r"/proc/[^/]+/(mem|fd|map_files)|/dev/fd/")
 _quote = json.encoder.encode_basestring_ascii  # C: the answer may have changed json's Python code
+SEALED = "aecourse.classroom.sealed"
 
 
-def _verdict_line(token: str, verdict: dict) -> bytes:
-    """``token`` and the verdict as a JSON line, by C functions only."""
-    tampered = ", ".join(map(_quote, verdict["tampered"]))
+def _verdict_line(token: str, verdict: dict, _quote=_quote, _map=map, _join=", ".join) -> bytes:
+    """``token`` and the verdict as a JSON line, by C functions bound before any submitted code ran."""
+    tampered = _join(_map(_quote, verdict["tampered"]))
     return (f'{token}{{"passed": {"true" if verdict["passed"] is True else "false"}, '
             f'"message": {_quote(verdict["message"])}, "tampered": [{tampered}]}}\n').encode()
 
 
-def sealed(module, **replace) -> Any:
+def sealed(module, **replace) -> dict:
     """A private copy of ``module``'s code for the judge's own checks, made before any submitted code
     runs: its source run again in a namespace nothing else refers to, with builtins of its own; each
     module it imported is seen through a snapshot taken now, of every attribute for a module the
     fingerprint does not watch and of every callable for one it does (whose other attributes are read
-    live and compared). ``replace`` names sealed copies to use instead of modules (``fingerprint``)."""
+    live and compared). ``replace`` names sealed copies to use instead of modules (``fingerprint``).
+    Returns the namespace."""
     import types
 
-    namespace = {"__name__": "aecourse.classroom.sealed", "__package__": "aecourse.classroom",
-                 "__file__": module.__file__, "__builtins__": dict(vars(builtins))}
-    exec(compile(Path(module.__file__).read_text(), module.__file__, "exec"), namespace)  # noqa: S102
+    source = Path(module.__file__).read_text()
+    names, attributes = _used(source)
+    # builtins of its own, and snapshots, with only what the code names: fewer entries to check (_integrity)
+    own_builtins = {k: v for k, v in vars(builtins).items() if k in names or k in ("__build_class__", "__import__")}
+    namespace = {"__name__": SEALED, "__package__": "aecourse.classroom", "__file__": module.__file__,
+                 "__builtins__": own_builtins,
+                 "__warningregistry__": {}}  # where warnings keep count: filled in place, never rebound
+    exec(compile(source, module.__file__, "exec"), namespace)  # noqa: S102
     for name, value in list(namespace.items()):
         if isinstance(value, types.ModuleType) and name != "builtins":  # builtins: the real one, for exec
-            namespace[name] = _snapshot(value, fingerprint.in_scope(value.__name__))
+            namespace[name] = _snapshot(value, fingerprint.in_scope(value.__name__), attributes.get(name, set()))
     namespace.update(replace)
-    return types.SimpleNamespace(**namespace)
+    return namespace
 
 
-def _snapshot(module, watched: bool) -> Any:
+def _used(source: str) -> tuple[set[str], dict[str, set[str]]]:
+    """The names a module's source reads, and for each name the attributes it reads of it (``os.write``)."""
+    names: set[str] = set()
+    attributes: dict[str, set[str]] = {}
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Name):
+            names.add(node.id)
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            attributes.setdefault(node.value.id, set()).add(node.attr)
+    return names, attributes
+
+
+def _snapshot(module, watched: bool, used: set[str]) -> Any:
     import types
 
-    frozen = {k: v for k, v in vars(module).items() if not watched or callable(v)}
+    frozen = {k: v for k, v in vars(module).items() if k in used and (not watched or callable(v))}
     if not watched:
         return types.SimpleNamespace(**frozen)
 
@@ -432,6 +652,82 @@ def _snapshot(module, watched: bool) -> Any:
         def __getattr__(self, name, _module=module, _getattr=getattr):
             return _getattr(_module, name)
     return Live(**frozen)
+
+
+def _seals(*namespaces: dict) -> tuple[list, list]:
+    """What the sealed copies consist of, for ``_integrity``: each namespace and its builtins, every
+    snapshot's attributes, every class defined there (a snapshot's own class included), and the
+    keyword defaults and closure cells of every function of theirs."""
+    import types
+
+    mappings: list = []
+    cells: list = []
+    seen: set[int] = set()
+
+    def function(value: Any) -> None:
+        value = value.__func__ if isinstance(value, (staticmethod, classmethod)) else value
+        if isinstance(value, types.FunctionType) and id(value) not in seen:
+            seen.add(id(value))
+            if value.__kwdefaults__:
+                mappings.append(value.__kwdefaults__)
+            cells.extend(c for c in value.__closure__ or () if fingerprint._filled(c))
+
+    def klass(value: type) -> None:
+        if id(value) not in seen:
+            seen.add(id(value))
+            mappings.append(vars(value))
+            for member in list(vars(value).values()):
+                function(member)
+
+    for namespace in namespaces:
+        mappings += [namespace, namespace["__builtins__"]]
+        for value in list(namespace.values()):
+            if isinstance(value, types.SimpleNamespace):
+                mappings.append(vars(value))
+                if type(value) is not types.SimpleNamespace:
+                    klass(type(value))
+            elif isinstance(value, type) and value.__module__ == SEALED:
+                klass(value)
+            else:
+                function(value)
+    return mappings, cells
+
+
+def _known_codes(prefixes: tuple[str, ...]) -> frozenset:
+    """The code objects that libraries made at run time (dataclass methods, namedtuples), as found in
+    every loaded module's functions and classes now, before any submitted code runs."""
+    import types
+    import warnings
+
+    found: set = set()
+    seen: set[int] = set()
+
+    def add(value: Any) -> None:
+        if isinstance(value, (staticmethod, classmethod)):
+            value = value.__func__
+        elif isinstance(value, property):
+            for part in (value.fget, value.fset, value.fdel):
+                add(part)
+            return
+        if isinstance(value, types.FunctionType):
+            code = value.__code__
+            if not code.co_filename.startswith(prefixes):
+                found.add(code)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for module in list(sys.modules.values()):
+            if not isinstance(module, types.ModuleType):
+                continue
+            for value in list(vars(module).values()):
+                if isinstance(value, type):
+                    if id(value) not in seen:
+                        seen.add(id(value))
+                        for member in list(vars(value).values()):
+                            add(member)
+                else:
+                    add(value)
+    return frozenset(found)
 
 
 def _roots() -> tuple[str, ...]:
@@ -442,45 +738,50 @@ def _roots() -> tuple[str, ...]:
     return tuple(sorted({os.path.realpath(p) + "/" for p in found if p} | {p.rstrip("/") + "/" for p in found if p}))
 
 
-def _judge_one(guard: _Guard, setup: dict, exercise: dict, token: str, out: int) -> None:
+def _judge_one(guard: _Guard, setup: dict, exercise: dict, token: str, out: int, _write=os.write,
+               _exit=os._exit, _line=_verdict_line, _setprofile=sys.setprofile, _exec=exec, _compile=compile,
+               _dict=dict, _list=list, _fromkeys=dict.fromkeys, _type=type, _enumerate=enumerate,
+               _mark=JUDGE_MARK) -> None:
     """In a forked child: run the answer, then the test; write ``token`` and the verdict to ``out``.
 
-    Should the answer have broken what the judge's own last steps need (``builtins``, ``json``), a
-    verdict prepared before it ran says so: tampered."""
+    Everything it uses once the answer has run was bound before it ran (the defaults, the guard's
+    closures); the guard stays on until the verdict is written. Should the judge's own last steps
+    fail anyway, a verdict prepared before the answer ran says so: tampered."""
     broken = (token + json.dumps({"passed": False, "message": "", "tampered": [
         "the judge's own code stopped working after the answer ran"]}) + "\n").encode()
+    state, verify, intact, tampered, hook = guard.state, guard.verify, guard.intact, guard.tampered, guard.hook
+    cells, names, test = exercise["answer"], exercise["names"], exercise["test"]
+    test_name = f"<test {exercise['id']}>"
     written = False
     try:
-        verdict: dict[str, Any] = {"passed": False, "message": "", "tampered": []}
+        passed, message = False, ""
         answer = {name: _private(value) for name, value in setup.items()}  # the setup's data, the answer's copy
-        sys.setprofile(guard.hook)
-        guard.active = True
+        _setprofile(hook)
+        state[0] = True
         try:
-            for n, source in enumerate(exercise["answer"]):
-                exec(compile(source, f"{JUDGE_MARK} cell {n}>", "exec"), answer)  # noqa: S102
-            guard.verify("after the answer's cells ran")
-            space = dict(setup)
-            missing = [name for name in exercise["names"] if name not in answer]
+            for n, source in _enumerate(cells):
+                _exec(_compile(source, f"{_mark} cell {n}>", "exec"), answer)  # noqa: S102
+            verify("after the answer's cells ran")
+            space = _dict(setup)
+            missing = [name for name in names if name not in answer]
             if missing:
                 raise NameError(f"{', '.join(missing)} is not defined by your answer's cells")
-            space.update({name: answer[name] for name in exercise["names"]})
-            exec(compile(exercise["test"], f"<test {exercise['id']}>", "exec"), space)  # noqa: S102
-            verdict["passed"] = True
+            space.update({name: answer[name] for name in names})
+            _exec(_compile(test, test_name, "exec"), space)  # noqa: S102
+            passed = True
         except BaseException as err:  # noqa: BLE001 (any way the test stops is a fail, with its message)
-            verdict["message"] = f"{type(err).__name__}: {err}"[:500]
-        finally:
-            guard.active = False
-            sys.setprofile(None)
-        guard.verify("after the test")
-        verdict["tampered"] = list(dict.fromkeys(guard.tampered))[:5]
-        if verdict["tampered"]:
-            verdict["passed"] = False
-        os.write(out, _verdict_line(token, verdict))
+            message = f"{_type(err).__name__}: {err}"[:500]
+        verify("after the test")
+        _setprofile(None)
+        found = _list(_fromkeys(tampered))[:5]
+        if not intact():
+            found = ["the judge's own code (changed by the answer)", *found]
+        _write(out, _line(token, {"passed": passed is True and not found, "message": message, "tampered": found}))
         written = True
     finally:
         if not written:
-            os.write(out, broken)
-        os._exit(0)
+            _write(out, broken)
+        _exit(0)
 
 
 def _private(value: Any) -> Any:
@@ -499,6 +800,8 @@ def _private(value: Any) -> Any:
 
 def main() -> None:
     """Import what every notebook needs, then serve judge requests from sealed copies of the judge's code."""
+    import types
+
     os.environ.setdefault("NBGRADER_EXECUTION", "autograde")
     import torch
 
@@ -506,17 +809,28 @@ def main() -> None:
 
     import aecourse.check  # noqa: F401  (what the test cells use, imported before any submitted code)
     import aecourse.classroom.integrity  # noqa: F401
+    from .forkserver import LAZY_IMPORTS
+
     for module in LESSON_MODULES:
         __import__(f"aecourse.{module}")  # what the lessons' setup cells import, once for every notebook
+    for module in LAZY_IMPORTS:  # what the course's functions import on first use (else once per exercise)
+        try:
+            __import__(module)
+        except ImportError:  # an optional one missing: the test that needs it says so
+            pass
     fingerprint.warm_up()
-    sealed(sys.modules[__name__], fingerprint=sealed(fingerprint))._serve()
+    checks = sealed(fingerprint)
+    own = sealed(sys.modules[__name__], fingerprint=types.SimpleNamespace(**checks))
+    own["_serve"]((own, checks), *_seals(own, checks))
 
 
-def _serve() -> None:
+def _serve(spaces: tuple[dict, ...], mappings: list, cells: list) -> None:
     """Serve judge requests from stdin, one JSON line each, until stdin closes (in the sealed copy)."""
-    guard = _Guard(_roots())
+    writes = fingerprint.watch_function_writes()
+    roots = _roots()
+    guard = _Guard(roots, _integrity(mappings, cells), spaces, _known_codes(roots + TRUSTED_NAMES))
+    guard.writes = writes
     sys.addaudithook(guard.audit)
-    fingerprint.watch_function_writes()
     verdicts = os.dup(1)
     quiet = os.open(os.devnull, os.O_WRONLY)
     os.dup2(quiet, 1)  # setup cells print; only verdicts go to the grader
@@ -543,7 +857,7 @@ def _judge_notebook(guard: _Guard, plan: dict, token: str, out: int) -> None:
             exec(compile(source, f"<setup {n}>", "exec"), setup)  # noqa: S102
         except Exception:  # noqa: BLE001 (the names it did define are there; a test that needs more says so)
             pass
-    guard.fingerprint = fingerprint.Fingerprint()
+    guard.fingerprint[0] = fingerprint.Fingerprint(writes=guard.writes)
     for exercise in plan["exercises"]:
         verdict = _fork_and_judge(guard, setup, exercise, float(plan.get("seconds", 300)))
         os.write(out, (token + json.dumps({exercise["id"]: verdict}) + "\n").encode())
