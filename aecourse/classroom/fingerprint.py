@@ -311,7 +311,8 @@ def state_reader() -> Callable[[], dict[str, Any]]:
 
     # the modules' own dicts (where this code runs from a sealed copy, ``sys`` is a snapshot of callables)
     sys_space, copy_space, copyreg_space = (vars(_MODULES[name]) for name in ("sys", "copy", "copyreg"))
-    getsignal, count, callbacks = _signal.getsignal, _thread._count, _GC_CALLBACKS
+    getsignal, count, callbacks, ident = _signal.getsignal, _thread._count, _GC_CALLBACKS, _thread.get_ident
+    main = ident()  # where it was taken: from any other thread, that thread is not counted
     gettrace = sys.gettrace
     torch, nn_module = _MODULES.get("torch"), _MODULES.get("torch.nn.modules.module")
     torch_calls: dict[str, Callable[[], Any]] = {}
@@ -332,7 +333,7 @@ def state_reader() -> Callable[[], dict[str, Any]]:
             "copyreg.dispatch_table": plain(copyreg_space.get("dispatch_table"), dict),
             "copy._deepcopy_dispatch": plain(copy_space.get("_deepcopy_dispatch"), dict),
             "signal handlers": tuple(map(getsignal, SIGNALS)),
-            "threads": count(),  # Python threads besides this one (no frame is read for it)
+            "threads": count() - (ident() != main),  # Python threads besides the main one and this one
         }
         state.update({key: call() for key, call in torch_calls.items()})
         state.update({key: _flat(value) for key, value in hooks.items()})

@@ -38,6 +38,7 @@ points in its own kernel, but only the judge can give them.
 
 from __future__ import annotations
 
+import _thread
 import ast
 import builtins
 import dataclasses
@@ -322,7 +323,9 @@ class _Guard:
             if not self.trusted(code):
                 return True
             if any(code.co_name == name and code.co_filename.endswith(path) and frame.f_globals is space
-                   for (path, name), space in self.keeps):
+                   for (path, name), space in self.keeps) and (
+                    # a traceback as text, unless asked for the frames' locals too (they hold the secret)
+                    code.co_name != "_extract_from_extended_frame_gen" or frame.f_locals.get("capture_locals") is False):
                 return False
             frame = frame.f_back
         return False
@@ -738,11 +741,22 @@ def _roots() -> tuple[str, ...]:
     return tuple(sorted({os.path.realpath(p) + "/" for p in found if p} | {p.rstrip("/") + "/" for p in found if p}))
 
 
-def _judge_one(guard: _Guard, setup: dict, exercise: dict, token: str, out: int, _write=os.write,
+def _judge_one(guard: _Guard, setup: dict, exercise: dict, token: str, out: int,
+               _start=_thread.start_new_thread, _lock=_thread.allocate_lock) -> None:
+    """In a forked child: judge the exercise in a thread of its own (``_judge_in_thread``) while this,
+    the main thread, waits. Python runs signal handlers in the main thread only, and lets only the
+    main thread install one: an answer cannot have a handler of its own handed a frame of the judge's."""
+    done = _lock()
+    done.acquire()
+    _start(_judge_in_thread, (guard, setup, exercise, token, out))
+    done.acquire()  # released by no one: the thread ends the process once the verdict is written
+
+
+def _judge_in_thread(guard: _Guard, setup: dict, exercise: dict, token: str, out: int, _write=os.write,
                _exit=os._exit, _line=_verdict_line, _setprofile=sys.setprofile, _exec=exec, _compile=compile,
                _dict=dict, _list=list, _fromkeys=dict.fromkeys, _type=type, _enumerate=enumerate,
                _mark=JUDGE_MARK) -> None:
-    """In a forked child: run the answer, then the test; write ``token`` and the verdict to ``out``.
+    """Run the answer, then the test; write ``token`` and the verdict to ``out``, and end the process.
 
     Everything it uses once the answer has run was bound before it ran (the defaults, the guard's
     closures); the guard stays on until the verdict is written. Should the judge's own last steps
