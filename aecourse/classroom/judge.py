@@ -50,6 +50,7 @@ import re
 import secrets
 import select
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -357,8 +358,12 @@ class _Guard:
                 self.refuse(event)
         elif event == "open":
             path, mode, flags = _plain(args[0]), args[1], args[2]
-            if type(path) is str and _PROCESS_FILES.match(path):
-                self.refuse(f"opening {path}")
+            if type(path) is str:
+                real = _resolved(path)
+                if _PROCESS_FILES.match(real) or _PROCESS_FILES.match(path):
+                    self.refuse(f"opening {path}")
+                if mode is None and _is_folder(real) and self.submitted_on_stack(2):  # os.open: a dir_fd to come
+                    self.refuse(f"opening the folder {path} (a base for relative paths the judge cannot follow)")
             if not _reading(mode, flags) and self.submitted_on_stack(2):
                 self.refuse(f"writing {path}")
         elif event == "import":
@@ -433,6 +438,44 @@ def _reading(mode: Any, flags: Any) -> bool:
     return mode is None and type(flags) is int and not flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)
 
 
+def _resolved(path: str, _lstat=os.lstat, _readlink=os.readlink, _getcwd=os.getcwd, _is_link=stat.S_ISLNK,
+              _error=OSError, _join="/".join) -> str:
+    """``path`` made absolute with every symbolic link followed (``/proc/self``, a link in ``/tmp``), by
+    C functions bound before any submitted code ran (``os.path.realpath`` is Python the answer could change)."""
+    parts = ([] if path.startswith("/") else _getcwd().split("/")) + path.split("/")
+    parts.reverse()
+    done: list[str] = []
+    hops = 0
+    while parts:
+        part = parts.pop()
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        done.append(part)
+        try:
+            link = _is_link(_lstat("/" + _join(done)).st_mode)
+        except _error:
+            continue  # not there (yet): kept as written
+        if link and hops < 40:
+            hops += 1
+            target = _readlink("/" + _join(done))
+            done.pop()
+            if target.startswith("/"):
+                done = []
+            parts.extend(reversed(target.split("/")))
+    return "/" + _join(done)
+
+
+def _is_folder(path: str, _stat=os.stat, _is_dir=stat.S_ISDIR, _error=OSError) -> bool:
+    try:
+        return _is_dir(_stat(path).st_mode)
+    except _error:
+        return False
+
+
 def _as_on_disk(source: Any, filename: str) -> bool:
     """Whether ``source`` is exactly what the file holds (what the import system compiles)."""
     if type(source) is str:
@@ -447,7 +490,7 @@ def _as_on_disk(source: Any, filename: str) -> bool:
 
 
 def _entry_points(guard: _Guard, error=RuntimeError, getprofile=sys.getprofile, getframe=sys._getframe,
-                  process_files=re.compile(r"/proc/[^/]+/(mem|fd|map_files)|/dev/fd/").match):
+                  process_files=re.compile(r"/proc/(.*/)?(mem|fd|fdinfo|map_files|pagemap)(/|$)|/dev/fd/").match):
     """The audit hook, the profile function's check, the comparison and the guard's own frame reads,
     as closures over what they need (bound now, before any submitted code runs)."""
     state, tampered, intact, slot, hook, roots = guard.state, guard.tampered, guard.intact, guard.fingerprint, \
@@ -462,7 +505,8 @@ def _entry_points(guard: _Guard, error=RuntimeError, getprofile=sys.getprofile, 
         return _text(value) if _sub(kind, _str) else _decode(value, "utf-8", "replace") if _sub(kind, _bytes) else None
 
     def armed(event, args, _state=state, _len=len, _type=type, _str=str, _int=int, _plain=plain, _any=any,
-              _files=process_files, _writes=os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+              _files=process_files, _writes=os.O_WRONLY | os.O_RDWR | os.O_CREAT, _resolved=_resolved,
+              _folder=_is_folder):
         """While the guard checks only its own code runs: its own frame reads carry a permit; anything
         else that could reach a frame or leave the process is submitted code run inside the check."""
         if event == "sys._getframe" and _state[2]:
@@ -480,8 +524,12 @@ def _entry_points(guard: _Guard, error=RuntimeError, getprofile=sys.getprofile, 
             if _len(args) != 3:
                 return True
             path, mode, flags = _plain(args[0]), args[1], args[2]
-            if path is None or (_type(path) is _str and _files(path)):
+            if path is None:
                 return True
+            if _type(path) is _str:
+                real = _resolved(path)
+                if _files(real) or _files(path) or (mode is None and _folder(real)):
+                    return True
             if _type(mode) is _str:
                 return _any(m in mode for m in "wax+")
             return mode is not None or _type(flags) is not _int or bool(flags & _writes)
@@ -596,7 +644,8 @@ def _profile_hook(frame, event, arg, *, check=None) -> None:
 
 
 _FunctionType = type(_profile_hook)
-_PROCESS_FILES = re.compile(r"/proc/[^/]+/(mem|fd|map_files)|/dev/fd/")
+# a process's memory and open files, however reached (/proc/self, /proc/<pid>/task/<tid>, /dev/fd)
+_PROCESS_FILES = re.compile(r"/proc/(.*/)?(mem|fd|fdinfo|map_files|pagemap)(/|$)|/dev/fd/")
 _quote = json.encoder.encode_basestring_ascii  # C: the answer may have changed json's Python code
 SEALED = "aecourse.classroom.sealed"
 
