@@ -275,6 +275,18 @@ ATTACKS = {
           "    open('/tmp/m', 'rb').close()\nexcept Exception:\n    pass\n"
           "try:\n    root = os.open('/', os.O_RDONLY)\n    os.close(os.open('proc/self/mem', os.O_RDONLY, dir_fd=root))\n"
           "except Exception:\n    pass\n" + WRONG["reconstruction_error"]}, [], True),
+    "has a finalizer's C-level chain read a frame in the grader's code, kept in a dict for a __del__":
+        ({"reconstruction_error": "import itertools, os, sys, weakref\nbox = {}\nclass Late:\n"
+          "    def __del__(self):\n        frame = box.get(0)\n" + FORGE.replace("    ", "        ")
+          + "class Holder:\n    pass\ndef reconstruction_error(x_hat, x):\n"
+          "    out = ((x_hat - x) ** 2).flatten(1).mean(dim=1)\n    holder = Holder()\n"
+          "    holder.first = Holder()\n    holder.second = Late()\n"
+          "    weakref.finalize(holder.first, box.update, zip(range(1), itertools.islice(iter(sys._getframe, None), 1)))\n"
+          "    out.holder = holder\n    return out"}, [], True),
+    "makes code from bytes with marshal, under a library file's name":
+        ({"reconstruction_error": "import marshal, os\n"
+          "data = marshal.dumps(os.path.join.__code__)\ntry:\n    marshal.loads(data)\nexcept Exception:\n    pass\n"
+          + WRONG["reconstruction_error"]}, [], True),
     "starts a thread that outlives the answer":
         ({"reconstruction_error": "import threading, time\nthreading.Thread(target=time.sleep, args=(5,), "
           "daemon=True).start()\n" + WRONG["reconstruction_error"]}, [], True),

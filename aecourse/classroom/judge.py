@@ -283,6 +283,7 @@ class _Guard:
         self.known = known  # code made at run time (dataclasses, namedtuples) before any submitted code ran
         self.spaces = spaces  # the sealed namespaces: their functions' code and defaults may not change
         self.keeps = _keeping_spaces()
+        self.bytecode = _bytecode_reader()
         self.tampered: list[str] = []
         self.state = [False, False, False]  # submitted code may run; the guard is checking; a frame read of its own
         self.fingerprint: list[Any] = [None]
@@ -323,8 +324,7 @@ class _Guard:
             code = frame.f_code
             if not self.trusted(code):
                 return True
-            if any(code.co_name == name and code.co_filename.endswith(path) and frame.f_globals is space
-                   for (path, name), space in self.keeps) and (
+            if any(code is kept and frame.f_globals is space for kept, space in self.keeps) and (
                     # a traceback as text, unless asked for the frames' locals too (they hold the secret)
                     code.co_name != "_extract_from_extended_frame_gen" or frame.f_locals.get("capture_locals") is False):
                 return False
@@ -344,10 +344,13 @@ class _Guard:
                 if type(args[0]) is _FunctionType and any(args[0].__globals__ is space for space in self.spaces):
                     self.refuse("changing the judge's own code")
             elif type(args[1]) is str and args[1] in FRAME_ATTRIBUTES:
-                self._frame_rule(f"reading {args[1]}")
+                self._frame_rule(f"reading {args[1]}", args[1])
         elif event in ("sys._getframe", "sys._current_frames", "gc.get_objects", "gc.get_referrers",
                        "gc.get_referents"):
-            self._frame_rule(event)
+            self._frame_rule(event, event.rsplit(".", 1)[-1])
+        elif event == "marshal.loads":
+            if self.submitted_on_stack(2) and not self._bytecode_on_disk(self.frame_at(2), args[0]):
+                self.refuse("making code from bytes at run time (marshal)")
         elif event in ("sys.settrace", "sys.setprofile"):
             if self.submitted_on_stack(2):
                 self.refuse(f"{event}")
@@ -373,13 +376,33 @@ class _Guard:
         elif event in ("compile", "code.__new__"):
             self._code_rule(event, args)
 
-    def _frame_rule(self, what: str) -> None:
+    def _bytecode_on_disk(self, frame, data: Any) -> bool:
+        """Whether ``marshal.loads`` is the import system reading a ``.pyc`` file that holds ``data``."""
+        code, space = self.bytecode
+        if frame.f_code is not code or frame.f_globals is not space or type(data) is not bytes:
+            return False
+        path = frame.f_locals.get("bytecode_path")
+        if type(path) is not str:
+            return False
+        try:
+            with open(path, "rb") as file:
+                return file.read().endswith(data)
+        except OSError:
+            return False
+
+    def _frame_rule(self, what: str, name: str) -> None:
         """The audited ways to a frame or to any object; from a frame, f_back and f_locals lead to the
-        judge's own. Refused to submitted code, and to library code whose result can reach it
-        (inspect.trace, logging.currentframe, traceback.walk_stack hand frames back)."""
+        judge's own. Refused to submitted code; to library code whose result can reach it
+        (inspect.trace, logging.currentframe, traceback.walk_stack hand frames back); and to C code
+        running on behalf of Python code that does not itself name what is read (``map`` over
+        ``iter(sys._getframe, None)`` in a finalizer or a thread the answer set up, where the stack
+        below holds none of its code but the result goes to it)."""
         caller = self.frame_at(3)  # _frame_rule, _audit, the audit hook, then whoever raised the event
-        if not self.trusted(caller.f_code):
+        code = caller.f_code
+        if not self.trusted(code):
             self.refuse(f"{what} from submitted code")
+        elif name not in code.co_names:
+            self.refuse(f"{what} by C code that {code.co_name} ({code.co_filename.rsplit('/', 1)[-1]}) called")
         elif self.reaches_submitted(caller):
             name = caller.f_code.co_filename
             self.refuse(f"{what} by {caller.f_code.co_name} ({name.rsplit('/', 1)[-1]}), called from submitted code")
@@ -409,14 +432,31 @@ KEEPS_FRAMES = (("/collections/__init__.py", "namedtuple"), ("/typing.py", "_cal
 
 
 def _keeping_spaces() -> tuple:
-    """``KEEPS_FRAMES`` with the globals each function runs with: the same code run with globals of
-    the answer's own (``FunctionType(code, globals)``) could hand the frames to it."""
+    """``KEEPS_FRAMES`` as (code object, the globals it runs with), found in the loaded modules: the
+    same code run with globals of the answer's own (``FunctionType(code, globals)``), or other code
+    under the same name, could hand the frames to it."""
+    import types
+
     found = []
     for path, name in KEEPS_FRAMES:
         for module in list(sys.modules.values()):
-            if getattr(module, "__file__", None) and str(module.__file__).endswith(path):
-                found.append(((path, name), vars(module)))
+            if not (isinstance(module, types.ModuleType) and str(getattr(module, "__file__", "")).endswith(path)):
+                continue
+            space = vars(module)
+            values = list(space.values())
+            values += [v for klass in values if isinstance(klass, type) for v in list(vars(klass).values())]
+            for value in values:
+                value = value.__func__ if isinstance(value, (staticmethod, classmethod)) else value
+                if isinstance(value, types.FunctionType) and value.__code__.co_name == name \
+                        and value.__globals__ is space:
+                    found.append((value.__code__, space))
     return tuple(found)
+
+
+def _bytecode_reader() -> tuple:
+    """The import system's own ``_compile_bytecode`` (code, globals): it unmarshals a ``.pyc`` file."""
+    module = sys.modules.get("importlib._bootstrap_external") or sys.modules["_frozen_importlib_external"]
+    return module._compile_bytecode.__code__, vars(module)
 
 
 def _plain(value: Any) -> Any:
@@ -513,7 +553,8 @@ def _entry_points(guard: _Guard, error=RuntimeError, getprofile=sys.getprofile, 
             _state[2] = False
             return False
         if event in {"sys._getframe", "sys._current_frames", "gc.get_objects", "gc.get_referrers", "gc.get_referents",
-                     "sys.settrace", "sys.setprofile", "sys.addaudithook", "compile", "code.__new__", "os.fork",
+                     "sys.settrace", "sys.setprofile", "sys.addaudithook", "compile", "code.__new__",
+                     "marshal.loads", "os.fork",
                      "os.forkpty", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "subprocess.Popen",
                      "os.kill", "os.killpg", "pty.spawn"} or event[:7] == "ctypes.":
             return True
@@ -566,7 +607,8 @@ def _entry_points(guard: _Guard, error=RuntimeError, getprofile=sys.getprofile, 
         elif event not in {"sys._getframe", "sys._current_frames", "gc.get_objects", "gc.get_referrers",
                            "gc.get_referents", "sys.settrace", "sys.setprofile", "os.fork", "os.forkpty",
                            "os.system", "os.exec", "os.posix_spawn", "os.spawn", "subprocess.Popen", "os.kill",
-                           "os.killpg", "pty.spawn", "sys.addaudithook", "compile", "code.__new__"} \
+                           "os.killpg", "pty.spawn", "sys.addaudithook", "compile", "code.__new__",
+                           "marshal.loads"} \
                 and event[:7] != "ctypes.":
             return
         # ... and the rest by the guard's rules, once the sealed copies are known to be as they were
