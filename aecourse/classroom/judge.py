@@ -586,6 +586,9 @@ def _entry_points(guard: _Guard, error=RuntimeError, getprofile=sys.getprofile, 
         if not _state[0]:
             return
         if _state[1]:
+            if event == "object.__getattr__" and _type(args[1]) is _str and args[1] not in {
+                    "tb_frame", "gi_frame", "cr_frame", "ag_frame"}:
+                return  # the comparison reading a function's __code__, many times: the quickest way out
             if _armed(event, args):
                 _tampered.append(f"{event} inside the judge's own checks (submitted code ran there)")
                 raise _error(f"not allowed while grading: {event} inside the judge's own checks")
@@ -962,6 +965,8 @@ def _judge_notebook(guard: _Guard, plan: dict, token: str, out: int) -> None:
             exec(compile(source, f"<setup {n}>", "exec"), setup)  # noqa: S102
         except Exception:  # noqa: BLE001 (the names it did define are there; a test that needs more says so)
             pass
+    for value in setup.values():  # copied for each answer: what copying caches (a class's __slotnames__)
+        _private(value)  # is cached now, not seen as a change in every child
     guard.fingerprint[0] = fingerprint.Fingerprint(writes=guard.writes)
     for exercise in plan["exercises"]:
         verdict = _fork_and_judge(guard, setup, exercise, float(plan.get("seconds", 300)))
