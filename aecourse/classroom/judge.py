@@ -370,8 +370,8 @@ class _Guard:
             if not _reading(mode, flags) and self.submitted_on_stack(2):
                 self.refuse(f"writing {path}")
         elif event == "import":
-            where = _plain(args[1])
-            if where is not None and (type(where) is not str or not where.startswith(self.roots)):
+            where = args[1] if args[1] is None else _plain(args[1])
+            if args[1] is not None and (type(where) is not str or not where.startswith(self.roots)):
                 self.refuse(f"importing {_plain(args[0])} from {where}")
         elif event in ("compile", "code.__new__"):
             self._code_rule(event, args)
@@ -459,17 +459,15 @@ def _bytecode_reader() -> tuple:
     return module._compile_bytecode.__code__, vars(module)
 
 
-def _plain(value: Any) -> Any:
-    """An audit argument as a plain ``str`` (or an ``int`` file descriptor, or None), read by ``str``'s
-    own code: a subclass's ``__str__`` or ``__eq__`` would be the answer's code run inside the guard."""
-    kind = type(value)
-    if kind is str or kind is int or value is None:
+def _plain(value: Any, _type=type, _str=str, _int=int, _bytes=bytes, _sub=issubclass, _text=str.__str__,
+           _decode=bytes.decode) -> Any:
+    """An audit argument as a plain ``str`` (or an ``int`` file descriptor; None for anything else), read
+    by ``str``'s own code, with only what was bound before any submitted code ran: a subclass's
+    ``__str__`` or ``__eq__`` would be the answer's code run inside the guard."""
+    kind = _type(value)
+    if kind is _str or kind is _int or value is None:
         return value
-    if issubclass(kind, str):
-        return str.__str__(value)
-    if issubclass(kind, bytes):
-        return bytes.decode(value, "utf-8", "replace")
-    return "(not a path)"
+    return _text(value) if _sub(kind, _str) else _decode(value, "utf-8", "replace") if _sub(kind, _bytes) else None
 
 
 def _reading(mode: Any, flags: Any) -> bool:
@@ -537,14 +535,7 @@ def _entry_points(guard: _Guard, error=RuntimeError, getprofile=sys.getprofile, 
         guard.hook, guard.roots
     broken = "the judge's own code (changed by the answer)"
 
-    def plain(value, _type=type, _str=str, _int=int, _bytes=bytes, _sub=issubclass, _text=str.__str__,
-              _decode=bytes.decode):
-        kind = _type(value)
-        if kind is _str or kind is _int or value is None:
-            return value
-        return _text(value) if _sub(kind, _str) else _decode(value, "utf-8", "replace") if _sub(kind, _bytes) else None
-
-    def armed(event, args, _state=state, _len=len, _type=type, _str=str, _int=int, _plain=plain, _any=any,
+    def armed(event, args, _state=state, _len=len, _type=type, _str=str, _int=int, _plain=_plain, _any=any,
               _files=process_files, _writes=os.O_WRONLY | os.O_RDWR | os.O_CREAT, _resolved=_resolved,
               _folder=_is_folder):
         """While the guard checks only its own code runs: its own frame reads carry a permit; anything
