@@ -422,6 +422,13 @@ class _Guard:
 
 TRUSTED_NAMES = ("<frozen ", "<setup ", "<test ")  # the import system's own code, the instructor's cells
 FRAME_ATTRIBUTES = ("tb_frame", "gi_frame", "cr_frame", "ag_frame")
+# a process's memory and open files, however reached (/proc/self, /proc/<pid>/task/<tid>, /dev/fd)
+_PROCESS_FILES = re.compile(r"/proc/(.*/)?(mem|fd|fdinfo|map_files|pagemap)(/|$)|/dev/fd/")
+# the events the guard's rules look at beyond attribute reads and writes, file opens and imports
+RULED_EVENTS = frozenset({"sys._getframe", "sys._current_frames", "gc.get_objects", "gc.get_referrers",
+                          "gc.get_referents", "sys.settrace", "sys.setprofile", "sys.addaudithook", "compile",
+                          "code.__new__", "marshal.loads", "os.fork", "os.forkpty", "os.system", "os.exec",
+                          "os.posix_spawn", "os.spawn", "subprocess.Popen", "os.kill", "os.killpg", "pty.spawn"})
 # library functions that look at frames and hand back none: a module name (namedtuple, TypeVar, Enum),
 # where a log record comes from, a traceback as text, the stack level of a warning
 KEEPS_FRAMES = (("/collections/__init__.py", "namedtuple"), ("/typing.py", "_caller"), ("/enum.py", "_create_"),
@@ -528,7 +535,8 @@ def _as_on_disk(source: Any, filename: str) -> bool:
 
 
 def _entry_points(guard: _Guard, error=RuntimeError, getprofile=sys.getprofile, getframe=sys._getframe,
-                  process_files=re.compile(r"/proc/(.*/)?(mem|fd|fdinfo|map_files|pagemap)(/|$)|/dev/fd/").match):
+                  process_files=_PROCESS_FILES.match, frame_names=frozenset(FRAME_ATTRIBUTES),
+                  ruled=RULED_EVENTS):
     """The audit hook, the profile function's check, the comparison and the guard's own frame reads,
     as closures over what they need (bound now, before any submitted code runs)."""
     state, tampered, intact, slot, hook, roots = guard.state, guard.tampered, guard.intact, guard.fingerprint, \
@@ -537,21 +545,16 @@ def _entry_points(guard: _Guard, error=RuntimeError, getprofile=sys.getprofile, 
 
     def armed(event, args, _state=state, _len=len, _type=type, _str=str, _int=int, _plain=_plain, _any=any,
               _files=process_files, _writes=os.O_WRONLY | os.O_RDWR | os.O_CREAT, _resolved=_resolved,
-              _folder=_is_folder):
+              _folder=_is_folder, _frames=frame_names, _ruled=ruled):
         """While the guard checks only its own code runs: its own frame reads carry a permit; anything
         else that could reach a frame or leave the process is submitted code run inside the check."""
         if event == "sys._getframe" and _state[2]:
             _state[2] = False
             return False
-        if event in {"sys._getframe", "sys._current_frames", "gc.get_objects", "gc.get_referrers", "gc.get_referents",
-                     "sys.settrace", "sys.setprofile", "sys.addaudithook", "compile", "code.__new__",
-                     "marshal.loads", "os.fork",
-                     "os.forkpty", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "subprocess.Popen",
-                     "os.kill", "os.killpg", "pty.spawn"} or event[:7] == "ctypes.":
+        if event in _ruled or event[:7] == "ctypes.":
             return True
         if event == "object.__getattr__":
-            return _len(args) < 2 or _type(args[1]) is not _str or args[1] in {"tb_frame", "gi_frame", "cr_frame",
-                                                                                "ag_frame"}
+            return _len(args) < 2 or _type(args[1]) is not _str or args[1] in _frames
         if event == "open":
             if _len(args) != 3:
                 return True
@@ -573,12 +576,12 @@ def _entry_points(guard: _Guard, error=RuntimeError, getprofile=sys.getprofile, 
     first, second = guard.spaces
 
     def audit(event, args, _state=state, _tampered=tampered, _intact=intact, _check=guard._audit, _error=error,
-              _armed=armed, _hook=hook, _type=type, _str=str, _function=_FunctionType, _first=first, _second=second):
+              _armed=armed, _hook=hook, _type=type, _str=str, _function=_FunctionType, _first=first, _second=second,
+              _frames=frame_names, _ruled=ruled):
         if not _state[0]:
             return
         if _state[1]:
-            if event == "object.__getattr__" and _type(args[1]) is _str and args[1] not in {
-                    "tb_frame", "gi_frame", "cr_frame", "ag_frame"}:
+            if event == "object.__getattr__" and _type(args[1]) is _str and args[1] not in _frames:
                 return  # the comparison reading a function's __code__, many times: the quickest way out
             if _armed(event, args):
                 _tampered.append(f"{event} inside the judge's own checks (submitted code ran there)")
@@ -587,8 +590,7 @@ def _entry_points(guard: _Guard, error=RuntimeError, getprofile=sys.getprofile, 
         # what no rule refuses, told apart with what was bound here (the common events: a library reading a
         # function's __code__, an import, a file read) ...
         if event == "object.__getattr__":
-            if args[0] is not _hook and _type(args[1]) is _str and args[1] not in {"tb_frame", "gi_frame",
-                                                                                  "cr_frame", "ag_frame"}:
+            if args[0] is not _hook and _type(args[1]) is _str and args[1] not in _frames:
                 return
         elif event == "object.__setattr__" or event == "object.__delattr__":
             target = args[0]
@@ -598,12 +600,7 @@ def _entry_points(guard: _Guard, error=RuntimeError, getprofile=sys.getprofile, 
         elif event == "open" or event == "import":
             if not _armed(event, args):
                 return
-        elif event not in {"sys._getframe", "sys._current_frames", "gc.get_objects", "gc.get_referrers",
-                           "gc.get_referents", "sys.settrace", "sys.setprofile", "os.fork", "os.forkpty",
-                           "os.system", "os.exec", "os.posix_spawn", "os.spawn", "subprocess.Popen", "os.kill",
-                           "os.killpg", "pty.spawn", "sys.addaudithook", "compile", "code.__new__",
-                           "marshal.loads"} \
-                and event[:7] != "ctypes.":
+        elif event not in _ruled and event[:7] != "ctypes.":
             return
         # ... and the rest by the guard's rules, once the sealed copies are known to be as they were
         _state[1] = True
@@ -680,8 +677,6 @@ def _profile_hook(frame, event, arg, *, check=None) -> None:
 
 
 _FunctionType = type(_profile_hook)
-# a process's memory and open files, however reached (/proc/self, /proc/<pid>/task/<tid>, /dev/fd)
-_PROCESS_FILES = re.compile(r"/proc/(.*/)?(mem|fd|fdinfo|map_files|pagemap)(/|$)|/dev/fd/")
 _quote = json.encoder.encode_basestring_ascii  # C: the answer may have changed json's Python code
 SEALED = "aecourse.classroom.sealed"
 
