@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from aecourse.config import eval_batch_size
 from aecourse.data import Batches, check_images
 from aecourse.losses import kl_per_dimension
 from aecourse.models import device_of, is_variational
@@ -15,13 +16,15 @@ from aecourse.models import device_of, is_variational
 
 @torch.no_grad()
 def encode(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None = None,
-           batch_size: int = 1000) -> torch.Tensor:
-    """Codes ``(N, latent_dim)`` on the CPU for ``images: (N, 1, 28, 28)``; a VAE gives its mean ``mu``."""
+           batch_size: int | None = None) -> torch.Tensor:
+    """Codes ``(N, latent_dim)`` on the CPU for ``images: (N, 1, 28, 28)``; a VAE gives its mean ``mu``.
+    ``batch_size``: images per pass (default: ``config.eval_batch_size`` of the model's device)."""
     if is_variational(model):
         return posterior_stats(model, images, labels, batch_size)[0]
     model.eval()
     device = device_of(model)
-    return torch.cat([model.encode(x.to(device)).cpu() for x, _ in Batches(images, batch_size=batch_size, shuffle=False)])
+    batches = Batches(images, batch_size=batch_size or eval_batch_size(device), shuffle=False)
+    return torch.cat([model.encode(x.to(device)).cpu() for x, _ in batches])
 
 
 def _flat(images: torch.Tensor) -> np.ndarray:
@@ -154,13 +157,14 @@ def active_dimensions(mu: torch.Tensor, logvar: torch.Tensor, threshold: float =
 
 @torch.no_grad()
 def posterior_stats(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None = None,
-                    batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(mu, logvar)`` of a VAE for every image, each ``(N, latent_dim)`` on the CPU."""
+                    batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mu, logvar)`` of a VAE for every image, each ``(N, latent_dim)`` on the CPU (``batch_size``
+    images per pass; default: ``config.eval_batch_size`` of the model's device)."""
     if not is_variational(model):
         raise TypeError(f"posterior_stats needs a VAE, got a {type(model).__name__}")
     model.eval()
     device, mus, logvars = device_of(model), [], []
-    for x, y in Batches(images, labels, batch_size, shuffle=False):
+    for x, y in Batches(images, labels, batch_size or eval_batch_size(device), shuffle=False):
         mu, logvar = model.encode(x.to(device), y.to(device) if y is not None else None)
         mus.append(mu.cpu()), logvars.append(logvar.cpu())
     return torch.cat(mus), torch.cat(logvars)

@@ -18,6 +18,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from aecourse.config import eval_batch_size
 from aecourse.data import Batches, check_images
 from aecourse.losses import bce, mse
 from aecourse.models import device_of
@@ -57,13 +58,14 @@ def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
 @torch.no_grad()
 def importance_weighted_bound(model: nn.Module, x: torch.Tensor, k: int = 1, *,
                               log_likelihood: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-                              generator: torch.Generator | None = None, max_batch: int = 4096) -> torch.Tensor:
+                              generator: torch.Generator | None = None, max_batch: int | None = None) -> torch.Tensor:
     """The importance-weighted bound ``L_k(x)`` on ``log p(x)``, one number per image: ``(B,)``, in nats.
 
     ``model`` has ``encode(x) -> (mu, logvar)`` and ``decode(z) -> x_hat``; ``log_likelihood(x_hat, x)``
     is ``log p(x|z)`` per image (default: a Bernoulli decoder, for binarized images). ``k = 1`` is one
     sample of the ELBO (its reconstruction term and a sampled KL); larger ``k`` is a tighter bound.
-    Decodes at most ``max_batch`` codes at a time, so any ``k`` fits in memory.
+    Decodes at most ``max_batch`` codes at a time (default: ``config.eval_batch_size`` of the model's
+    device, at least one code per image), so any ``k`` fits in memory.
     """
     if k < 1:
         raise ValueError(f"k is the number of samples of z per image, at least 1; got {k}")
@@ -74,7 +76,7 @@ def importance_weighted_bound(model: nn.Module, x: torch.Tensor, k: int = 1, *,
         mu, logvar = (t.float() for t in model.encode(x))
         std = torch.exp(0.5 * logvar)
         b = len(x)
-        per_round = max(1, max_batch // b)  # samples of z decoded together for the whole batch
+        per_round = max(1, (max_batch or eval_batch_size(mu.device)) // b)  # samples of z decoded together
         log_w = []
         for start in range(0, k, per_round):
             s = min(per_round, k - start)

@@ -61,6 +61,19 @@ def test_the_device_chooses_the_images_per_step(monkeypatch):
             Config(device="cpu", batch_size=bad)
 
 
+def test_evaluation_passes_take_a_batch_that_suits_the_device():
+    from aecourse import training
+    from aecourse.models import ConvAE
+
+    assert config.eval_batch_size("cpu") == config.CPU_EVAL_BATCH == 250
+    assert config.eval_batch_size(torch.device("cuda", 0)) == config.eval_batch_size("mps") == 1000
+    torch.manual_seed(0)
+    model, images = ConvAE(8), torch.rand(300, 1, 28, 28)  # two passes by default on a CPU, one with 1000
+    default, one_pass = training.evaluate(model, images), training.evaluate(model, images, batch_size=1000)
+    assert default.keys() == one_pass.keys()
+    assert all(abs(default[k] - one_pass[k]) <= 1e-4 * abs(one_pass[k]) for k in default)
+
+
 def test_auto_device_prefers_cuda_then_mps_then_cpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)

@@ -3,7 +3,9 @@
 The common tutorial pipeline (torchvision's MNIST dataset + ``ToTensor`` + ``DataLoader``, batch
 128, a plain float32 loop) against the course's device-resident ``Batches`` and ``fit``, with the
 same model, batch size and device; under bf16, ``fit`` is also timed in float32 and with autocast
-alone (each part's share). Target: 2 times as fast on a CPU, 5 times on a GPU.
+alone (each part's share). Target: 2 times as fast on a CPU, 5 times on a GPU. Then evaluation
+(``training.evaluate`` over the held-out images): the device's ``eval_batch_size`` images per pass
+against 1,000.
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ import torch
 from torch import nn
 
 from aecourse.autocast import autocast_only, routes_transposed_convolutions
-from aecourse.config import Config, describe_device, precision_name, seed_everything
+from aecourse.config import Config, describe_device, eval_batch_size, precision_name, seed_everything
 from aecourse.data import Dataset, load_mnist, write_idx
 from aecourse.models import ConvAE, ConvVAE, NoBottleneckCAE
-from aecourse.training import AEObjective, Objective, VAEObjective, fit
+from aecourse.training import AEObjective, Objective, VAEObjective, evaluate, fit
 
 TARGET_CPU_RATIO, TARGET_GPU_RATIO = 2.0, 5.0  # course loop against the tutorial pipeline
 SEED_BATCH = 128  # the tutorial pipeline's batch size, used by both sides
@@ -155,6 +157,33 @@ def run(repeats: int = THROUGHPUT_REPEATS, seed: int = 0, fast: bool = False) ->
               "transposed convolutions; the last columns: fit as it is, with those in float32 (aecourse.autocast). "
               "What that gives: " + ", ".join(f"{r['model']} {r['course'] / r['autocast']:.2f}x"
                                               for r in rows if "autocast" in r))
+    evaluation(data, device, repeats)
+    return rows
+
+
+def evaluation(data: Dataset, device: torch.device, repeats: int, other: int = 1000) -> list[dict]:
+    """Held-out images per second of ``training.evaluate``: the device's ``eval_batch_size`` images per
+    pass against ``other``, side by side (alternating, median of ``repeats``)."""
+    ours = eval_batch_size(device)
+    images = data.test_x.to(device)
+    rows = []
+    for name, make, objective in (("ConvAE(32)", lambda: ConvAE(32), AEObjective("mse")),
+                                  ("ConvVAE(16)", lambda: ConvVAE(16), VAEObjective())):
+        seed_everything(0)
+        model = make().to(device)
+        times: dict[int, list[float]] = {ours: [], other: []}
+        evaluate(model, images[:other], objective=objective)  # warm up
+        for _ in range(repeats):
+            for size in times:
+                start = time.perf_counter()
+                evaluate(model, images, objective=objective, batch_size=size)  # .item() waits for the device
+                times[size].append(time.perf_counter() - start)
+        rows.append({"model": name, **{size: len(images) / statistics.median(t) for size, t in times.items()}})
+    print(f"\nEvaluation (training.evaluate) on {device.type}, {len(images):,} held-out images, median of {repeats}")
+    print(f"| model | {other:,} images per pass (img/s) | {ours:,} per pass, the default here (img/s) | ratio |")
+    print("|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['model']} | {r[other]:,.0f} | {r[ours]:,.0f} | {r[ours] / r[other]:.2f}x |")
     return rows
 
 
