@@ -35,7 +35,7 @@ DEVICE_BATCH = {"cuda": 256}
 # Images (or codes) per forward pass when a model is only evaluated, without gradients (held-out losses,
 # codes, scores, the importance-weighted bound's decodes). A GPU takes many at once; a CPU is quicker with
 # batches whose activations stay in its caches: on the 2-core machine of docs/benchmarks.md the course's
-# models evaluate 250 images about 1.6x as fast per image as 1,000 (`bench throughput` prints it).
+# models evaluate about 1.4-1.5x as many images a second in batches of 250 as of 1,000 (`bench throughput`).
 EVAL_BATCH, CPU_EVAL_BATCH = {"cuda": 1000, "mps": 1000}, 250
 
 
