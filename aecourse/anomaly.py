@@ -12,20 +12,20 @@ from torch import nn
 from aecourse.config import eval_batch_size
 from aecourse.data import Batches
 from aecourse.losses import mse
-from aecourse.models import device_of
+from aecourse.models import device_of, evaluating
 
 
 @torch.no_grad()
 def anomaly_scores(model: nn.Module, images: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
     """Summed squared reconstruction error per image: ``(N, 1, 28, 28) -> (N,)`` on the CPU (``batch_size``
     images per pass; default: ``config.eval_batch_size`` of the model's device)."""
-    model.eval()
     device = device_of(model)
     scores = []
-    for x, _ in Batches(images, batch_size=batch_size or eval_batch_size(device), shuffle=False):
-        x = x.to(device)
-        x_hat = model.reconstruct(x) if hasattr(model, "reconstruct") else model(x)
-        scores.append(mse(x_hat, x, reduction="none").cpu())
+    with evaluating(model):  # NHWC weights meanwhile (faster)
+        for x, _ in Batches(images, batch_size=batch_size or eval_batch_size(device), shuffle=False):
+            x = x.to(device)
+            x_hat = model.reconstruct(x) if hasattr(model, "reconstruct") else model(x)
+            scores.append(mse(x_hat, x, reduction="none").cpu())
     return torch.cat(scores)
 
 

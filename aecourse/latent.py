@@ -11,7 +11,7 @@ from torch import nn
 from aecourse.config import eval_batch_size
 from aecourse.data import Batches, check_images
 from aecourse.losses import kl_per_dimension
-from aecourse.models import device_of, is_variational
+from aecourse.models import device_of, evaluating, is_variational
 
 
 @torch.no_grad()
@@ -21,10 +21,10 @@ def encode(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None =
     ``batch_size``: images per pass (default: ``config.eval_batch_size`` of the model's device)."""
     if is_variational(model):
         return posterior_stats(model, images, labels, batch_size)[0]
-    model.eval()
     device = device_of(model)
     batches = Batches(images, batch_size=batch_size or eval_batch_size(device), shuffle=False)
-    return torch.cat([model.encode(x.to(device)).cpu() for x, _ in batches])
+    with evaluating(model):  # NHWC weights meanwhile (faster); a code with channels comes back NCHW
+        return torch.cat([model.encode(x.to(device)).cpu() for x, _ in batches]).contiguous()
 
 
 def _flat(images: torch.Tensor) -> np.ndarray:
@@ -162,11 +162,11 @@ def posterior_stats(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
     images per pass; default: ``config.eval_batch_size`` of the model's device)."""
     if not is_variational(model):
         raise TypeError(f"posterior_stats needs a VAE, got a {type(model).__name__}")
-    model.eval()
     device, mus, logvars = device_of(model), [], []
-    for x, y in Batches(images, labels, batch_size or eval_batch_size(device), shuffle=False):
-        mu, logvar = model.encode(x.to(device), y.to(device) if y is not None else None)
-        mus.append(mu.cpu()), logvars.append(logvar.cpu())
+    with evaluating(model):  # NHWC weights meanwhile (faster)
+        for x, y in Batches(images, labels, batch_size or eval_batch_size(device), shuffle=False):
+            mu, logvar = model.encode(x.to(device), y.to(device) if y is not None else None)
+            mus.append(mu.cpu()), logvars.append(logvar.cpu())
     return torch.cat(mus), torch.cat(logvars)
 
 

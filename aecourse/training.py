@@ -20,7 +20,7 @@ from aecourse.autocast import training_autocast
 from aecourse.config import Config, eval_batch_size, seed_everything
 from aecourse.data import Batches, Dataset, add_noise, binarize
 from aecourse.losses import reconstruction_loss, vae_loss
-from aecourse.models import build_model, device_of, is_variational
+from aecourse.models import build_model, device_of, evaluating, is_variational
 
 CHECKPOINT_FORMAT = 1
 FUSED_ADAM_DEVICES = ("cpu", "cuda", "mps")  # where torch.optim.Adam(fused=True) runs
@@ -147,18 +147,18 @@ class History:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None = None,
-             objective: Objective | None = None, batch_size: int | None = None) -> dict[str, float]:
+             objective: Objective | None = None, batch_size: int | None = None,
+             layout: torch.memory_format = torch.channels_last) -> dict[str, float]:
     """Mean of each loss term per image over ``images`` (eval mode, no gradients; ``batch_size`` images
-    per pass, default: ``config.eval_batch_size`` of the model's device)."""
+    per pass, default: ``config.eval_batch_size`` of the model's device; the weights in ``layout``
+    meanwhile, NHWC by default: ``models.evaluating``)."""
     objective = objective or default_objective(model)
     objective = getattr(objective, "evaluation", objective)  # e.g. the ELBO without free bits or warm-up
-    was_training = model.training
-    model.eval()
     totals: dict[str, torch.Tensor] = {}
-    for x, y in Batches(images, labels, batch_size or eval_batch_size(device_of(model)), shuffle=False):
-        for key, value in objective(model, x, y).items():
-            totals[key] = totals.get(key, 0) + value.detach() * len(x)
-    model.train(was_training)
+    with evaluating(model, layout):
+        for x, y in Batches(images, labels, batch_size or eval_batch_size(device_of(model)), shuffle=False):
+            for key, value in objective(model, x, y).items():
+                totals[key] = totals.get(key, 0) + value.detach() * len(x)
     return {key: (total / len(images)).item() for key, total in totals.items()}
 
 

@@ -59,10 +59,12 @@ def test_throughput_benchmark_prints_both_pipelines_side_by_side(precision, monk
     # and, for the models with transposed convolutions, fit with autocast's own weight and bias gradients for them
     assert [("autocast" in r) for r in rows] == [precision == "bf16", False, precision == "bf16", precision == "bf16"]
     assert ("course, bfloat16 autocast alone (img/s)" in out) == (precision == "bf16")
-    # then evaluation: the CPU's default images per pass against 1,000, a row per course model
-    assert "Evaluation (training.evaluate) on cpu" in out and "| 1,000 images per pass (img/s) | 250 per pass" in out
-    assert re.search(r"\| ConvAE\(32\) \| [\d,]+ \| [\d,]+ \| \d+\.\d\dx \|", out)
-    assert re.search(r"\| ConvVAE\(16\) \| [\d,]+ \| [\d,]+ \| \d+\.\d\dx \|", out)
+    # then evaluation: the CPU's default images per pass against 1,000 (NCHW weights), then the default
+    # (NHWC weights for the pass), a row per course model
+    assert "Evaluation (training.evaluate) on cpu" in out
+    assert "| 1,000 per pass, NCHW weights (img/s) | 250 per pass, NCHW (img/s) | ratio | 250 per pass, NHWC" in out
+    for model in (r"ConvAE\(32\)", r"ConvVAE\(16\)"):
+        assert re.search(rf"\| {model} \| [\d,]+ \| [\d,]+ \| \d+\.\d\dx \| [\d,]+ \| \d+\.\d\dx \| \d+\.\d\dx \|", out)
     assert ("(same: no transposed convolution)" in out) == (precision == "bf16")
     for r in rows:
         if "autocast" in r:

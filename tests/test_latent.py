@@ -101,7 +101,8 @@ def test_posterior_stats_are_the_encoder_outputs():
     mu, logvar = latent.posterior_stats(vae, X, batch_size=5)
     with torch.no_grad():
         ref_mu, ref_logvar = vae.encode(X)
-    assert torch.allclose(mu, ref_mu) and torch.allclose(logvar, ref_logvar)
+    # the pass ran with NHWC weights (models.evaluating): float32 sums in another order, the same values
+    torch.testing.assert_close(mu, ref_mu), torch.testing.assert_close(logvar, ref_logvar)
     with pytest.raises(TypeError, match="needs a VAE"):
         latent.posterior_stats(ConvAE(3, channels=(8, 16)), X)
 

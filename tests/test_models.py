@@ -261,3 +261,45 @@ def test_slim_encoder_squeezes_to_32_numbers_without_a_linear_layer():
     assert not any(isinstance(m, nn.Linear) for m in encoder.modules())
     assert models.count_parameters(encoder) == 5_378 <= 20_000
     assert models.code_size(encoder) == 32
+
+
+def _nhwc(model: nn.Module) -> bool:
+    """True when a convolution with several input channels has NHWC weights (the first one's are both)."""
+    conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d) and m.in_channels > 1)
+    return conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
+
+
+@pytest.mark.parametrize("was_training", [True, False])
+def test_evaluating_runs_nhwc_in_eval_mode_and_hands_back_nchw_and_the_mode(was_training):
+    torch.manual_seed(0)
+    model = ConvAE(8).train(was_training)
+    x = torch.rand(5, 1, 28, 28)
+    with torch.no_grad():
+        model.eval()
+        expected = model(x)  # NCHW weights: the reference
+        model.train(was_training)
+        with models.evaluating(model) as same:
+            assert same is model and not model.training and _nhwc(model)
+            got = model(x)
+    assert model.training == was_training and not _nhwc(model)
+    assert all(p.is_contiguous() for p in model.parameters())  # as a checkpoint loads: views of weights work
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)  # only the layout changed, not the results
+
+
+def test_evaluating_leaves_a_model_already_in_that_layout_as_it_is():
+    model = ConvVAE(4).to(memory_format=torch.channels_last)  # as inside training.fit
+    with models.evaluating(model):
+        assert _nhwc(model)
+    assert _nhwc(model)  # still NHWC: the epochs after this evaluation train as before
+    dense = DenseAE(4)
+    with models.evaluating(dense):  # no 4-D weights: nothing to change
+        pass
+    assert dense.training
+
+
+def test_evaluating_hands_back_the_layout_and_mode_when_the_pass_fails():
+    model = ConvAE(8)
+    with pytest.raises(RuntimeError, match="broken"):
+        with models.evaluating(model):
+            raise RuntimeError("broken")
+    assert model.training and not _nhwc(model)

@@ -5,7 +5,7 @@ The common tutorial pipeline (torchvision's MNIST dataset + ``ToTensor`` + ``Dat
 same model, batch size and device; under bf16, ``fit`` is also timed in float32 and with autocast
 alone (each part's share). Target: 2 times as fast on a CPU, 5 times on a GPU. Then evaluation
 (``training.evaluate`` over the held-out images): the device's ``eval_batch_size`` images per pass
-against 1,000.
+against 1,000, with NCHW weights, and the default (that batch with NHWC weights for the pass).
 """
 
 from __future__ import annotations
@@ -163,29 +163,34 @@ def run(repeats: int = THROUGHPUT_REPEATS, seed: int = 0, fast: bool = False) ->
 
 def evaluation(data: Dataset, device: torch.device, repeats: int, other: int = 1000) -> list[dict]:
     """Held-out images per second of ``training.evaluate``: the device's ``eval_batch_size`` images per
-    pass against ``other``, side by side (alternating, median of ``repeats``)."""
+    pass against ``other``, both with NCHW weights, and the default (that batch, NHWC weights for the
+    pass: ``models.evaluating``), side by side (alternating, median of ``repeats``)."""
     ours = eval_batch_size(device)
     images = data.test_x.to(device)
+    nchw, nhwc = torch.contiguous_format, torch.channels_last
+    runs = {"other": (other, nchw), "batch": (ours, nchw), "default": (ours, nhwc)}
     rows = []
     for name, make, objective in (("ConvAE(32)", lambda: ConvAE(32), AEObjective("mse")),
                                   ("ConvVAE(16)", lambda: ConvVAE(16), VAEObjective())):
         seed_everything(0)
         model = make().to(device)
-        times: dict[int, list[float]] = {ours: [], other: []}
+        times: dict[str, list[float]] = {run: [] for run in runs}
         evaluate(model, images[:other], objective=objective)  # warm up
+        evaluate(model, images[:other], objective=objective, layout=nchw)
         for _ in range(repeats):
-            for size in times:
+            for run, (size, layout) in runs.items():
                 start = time.perf_counter()
-                evaluate(model, images, objective=objective, batch_size=size)  # .item() waits for the device
-                times[size].append(time.perf_counter() - start)
-        rows.append({"model": name, **{size: len(images) / statistics.median(t) for size, t in times.items()}})
+                evaluate(model, images, objective=objective, batch_size=size, layout=layout)  # .item() waits
+                times[run].append(time.perf_counter() - start)
+        rows.append({"model": name, **{run: len(images) / statistics.median(t) for run, t in times.items()}})
     print(f"\nEvaluation (training.evaluate) on {device.type}, {len(images):,} held-out images, median of {repeats}")
-    print(f"| model | {other:,} images per pass (img/s) | {ours:,} per pass, the default here (img/s) | ratio |")
-    print("|---|---|---|---|")
+    print(f"| model | {other:,} per pass, NCHW weights (img/s) | {ours:,} per pass, NCHW (img/s) | ratio | "
+          f"{ours:,} per pass, NHWC weights: the default (img/s) | ratio to {ours:,} NCHW | ratio to {other:,} NCHW |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['model']} | {r[other]:,.0f} | {r[ours]:,.0f} | {r[ours] / r[other]:.2f}x |")
+        print(f"| {r['model']} | {r['other']:,.0f} | {r['batch']:,.0f} | {r['batch'] / r['other']:.2f}x | "
+              f"{r['default']:,.0f} | {r['default'] / r['batch']:.2f}x | {r['default'] / r['other']:.2f}x |")
     return rows
-
 
 
 def main(args: argparse.Namespace) -> None:
