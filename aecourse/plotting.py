@@ -29,6 +29,37 @@ def set_style() -> None:
         "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False,
         "image.cmap": "gray", "image.interpolation": "nearest", "legend.frameon": False,
     })
+    draw_once_inline()
+
+
+def draw_once_inline() -> bool:
+    """In a Jupyter kernel showing figures inline, draw each figure once for its picture, not once more before.
+
+    After every cell IPython runs pyplot's hook, which draws every figure the cell changed, and then
+    matplotlib-inline's, which draws each figure again for its PNG and closes it. The first drawing is
+    never seen: moving pyplot's hook after matplotlib-inline's leaves it only what is still open. True when the
+    hooks were put in that order, False where there is no such kernel (a script, a test, another backend).
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    if shell is None or "inline" not in str(mpl.rcParams._get("backend")):
+        return False
+    if not plt.get_fignums():  # resolve the backend now, which registers both hooks (with no figure open,
+        plt.switch_backend(mpl.get_backend())  # switching closes nothing)
+    from matplotlib_inline.backend_inline import flush_figures
+
+    hooks = shell.events.callbacks["post_execute"]
+    draw_all = plt._draw_all_if_interactive
+    if flush_figures not in hooks or draw_all not in hooks:
+        return False
+    if hooks.index(draw_all) > hooks.index(flush_figures):
+        return True
+    shell.events.unregister("post_execute", draw_all)
+    shell.events.register("post_execute", draw_all)
+    return True
 
 
 def fast_mode_mark() -> str:

@@ -26,7 +26,8 @@ pytestmark = [pytest.mark.slow,
 LOOK = r'''
 import ctypes, json, os, socket, subprocess, sys
 seen = {"torch_before_any_import": "torch" in sys.modules, "pid": os.getpid(), "workdir": os.environ["HOME"],
-        "lazy_imports_done": all(m in sys.modules for m in ("sklearn.decomposition", "sklearn.neighbors", "openTSNE"))}
+        "lazy_imports_done": all(m in sys.modules for m in ("sklearn.decomposition", "sklearn.neighbors", "openTSNE")),
+        "frozen": __import__("gc").get_freeze_count()}
 status = dict(line.split(":", 1) for line in open("/proc/self/status"))
 seen["caps"] = [status[k].strip() for k in ("CapEff", "CapPrm", "CapBnd", "CapAmb")]
 seen["no_new_privs"] = status["NoNewPrivs"].strip()
@@ -134,6 +135,7 @@ def _isolated(first: dict, second: dict) -> None:
     for seen in (first, second):
         assert seen["torch_before_any_import"]  # forked from the pre-imported server
         assert seen["lazy_imports_done"]  # what the course imports on first use, too
+        assert seen["frozen"] > 100_000  # the server's heap, which its collections never walk (nor copy)
         assert seen["pid"] == 2  # PID 1 is its namespace's init: the kernel's processes end with it
         assert seen["caps"] == ["0000000000000000"] * 4 and seen["no_new_privs"] == "1"
         assert seen["writable"] == ["/tmp/left", "/dev/shm/left"]  # its own /tmp and /dev/shm only

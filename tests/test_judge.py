@@ -380,3 +380,12 @@ def test_the_solution_and_the_students_share_one_judge_process(monkeypatch):
     assert judge.run_plan(plan, dataclasses.replace(SPEC, warm_cache=True), 10)["x"]["passed"]
     assert judge.run_plan(plan, SPEC, 10)["x"]["passed"]
     assert len(made) == 1 and not made[0].warm_cache
+
+
+def test_each_exercise_runs_on_a_frozen_heap():
+    """The judge's heap (torch, the course, the instructor's setup) is frozen before it forks, so a collection
+    in an exercise's process walks only what the answer made and copies none of the judge's pages."""
+    answer = ("import gc\nassert gc.get_freeze_count() > 100_000, f'{gc.get_freeze_count()} objects frozen'\n"
+              + RIGHT["reconstruction_error"])
+    got = verdicts(submission({"reconstruction_error": answer}))["reconstruction_error"]
+    assert got["passed"] and not got["tampered"], got

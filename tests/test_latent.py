@@ -58,6 +58,31 @@ def test_tsne_keeps_separate_clusters_apart():
         latent.tsne_2d(np.zeros(10))
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_tsne_uses_as_many_threads_as_torch(monkeypatch, threads):
+    """One in a grading kernel (OMP_NUM_THREADS=1): two workers' t-SNEs with a thread per core each would
+    fight over the same cores (three times the CPU time, measured, docs/benchmarks.md#grading)."""
+    import openTSNE
+
+    seen = []
+
+    class Spy(openTSNE.TSNE):
+        def __init__(self, *args, **kwargs):
+            seen.append(kwargs["n_jobs"])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(openTSNE, "TSNE", Spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        emb = latent.tsne_2d(np.random.default_rng(0).normal(size=(40, 8)), seed=0)
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [threads] and emb.shape == (40, 2)
+    latent.tsne_2d(np.random.default_rng(0).normal(size=(40, 8)), seed=0, n_jobs=3)
+    assert seen[-1] == 3  # asked for, given
+
+
 def test_interpolation_starts_and_ends_at_the_two_reconstructions():
     torch.manual_seed(0)
     for model in (ConvAE(6, channels=(8, 16)), ConvVAE(6, channels=(8, 16))):

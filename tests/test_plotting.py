@@ -205,3 +205,42 @@ def test_rate_distortion_labels_each_model():
     assert [t.get_text() for t in fig.axes[0].texts] == ["beta = 1", "beta = 4"]
     with pytest.raises(ValueError, match="one label per model"):
         plotting.rate_distortion([1.0], [2.0, 3.0], ["a"], "RD")
+
+
+COUNT_DRAWS = """
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+draws, original = [], FigureCanvasAgg.draw
+def counted(self, *args, **kwargs):
+    draws.append(self.figure)
+    return original(self, *args, **kwargs)
+FigureCanvasAgg.draw = counted
+"""
+
+
+def _draws_in_a_kernel(once: bool, tmp_path) -> tuple[str, int, str]:
+    """In a Jupyter kernel with figures inline: what ``draw_once_inline`` said, how often one figure was drawn,
+    and its picture."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    cells = [COUNT_DRAWS, f"from aecourse import plotting\nprint(plotting.draw_once_inline() if {once} else '-')",
+             "import matplotlib.pyplot as plt\nfig, ax = plt.subplots()\nax.plot([0, 1], [1, 0])\nax.set_title('once')",
+             "print(len(draws))"]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    said, count = (nb.cells[i].outputs[0]["text"].strip() for i in (1, 3))
+    pictures = [o["data"]["image/png"] for o in nb.cells[2].outputs if "image/png" in o.get("data", {})]
+    assert len(pictures) == 1, nb.cells[2].outputs
+    return said, int(count), pictures[0]
+
+
+@pytest.mark.slow
+def test_a_figure_in_a_kernel_is_drawn_once_for_its_picture(tmp_path):
+    plain, once = _draws_in_a_kernel(False, tmp_path), _draws_in_a_kernel(True, tmp_path)
+    assert once[0] == "True"
+    assert once[1] == plain[1] - 1  # pyplot's own drawing after the cell, which no one saw, is gone
+    assert once[2] == plain[2]  # the same picture
+
+
+def test_drawing_once_needs_a_kernel():
+    assert plotting.draw_once_inline() is False  # a script or a test: nothing to reorder

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import gc
 import json
 import os
 import select
@@ -464,6 +465,8 @@ def main(pool: str) -> None:
     _prepare()
     _check(_LIBC.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "not dumpable")
     _probe(pool)
+    gc.collect()  # the warmed-up kernel's heap lives as long as the server: frozen, a forked kernel's
+    gc.freeze()  # collections never walk it, so its pages stay shared instead of copied
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(os.path.join(STAGING, SOCKET))
     listener.listen(16)

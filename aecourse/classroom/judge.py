@@ -42,6 +42,7 @@ import _thread
 import ast
 import builtins
 import dataclasses
+import gc
 import itertools
 import json
 import operator
@@ -928,6 +929,8 @@ def _serve(spaces: tuple[dict, ...], mappings: list, cells: list) -> None:
     verdicts = os.dup(1)
     quiet = os.open(os.devnull, os.O_WRONLY)
     os.dup2(quiet, 1)  # setup cells print; only verdicts go to the grader
+    gc.collect()  # what the judge holds now (torch, the course, the checks) is never garbage: frozen, no
+    gc.freeze()  # collection in a forked process walks it, and so copies none of its pages
     for line in sys.stdin:
         plan = json.loads(line)
         token = plan.pop("token")
@@ -954,6 +957,7 @@ def _judge_notebook(guard: _Guard, plan: dict, token: str, out: int) -> None:
     for value in setup.values():  # copied for each answer: what copying caches (a class's __slotnames__)
         _private(value)  # is cached now, not seen as a change in every child
     guard.fingerprint[0] = fingerprint.Fingerprint(writes=guard.writes)
+    gc.freeze()  # the instructor's setup too: each exercise's process collects only what its answer makes
     for exercise in plan["exercises"]:
         verdict = _fork_and_judge(guard, setup, exercise, float(plan.get("seconds", 300)))
         os.write(out, (token + json.dumps({exercise["id"]: verdict}) + "\n").encode())
