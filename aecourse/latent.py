@@ -71,9 +71,10 @@ def tsne_2d(codes: torch.Tensor | np.ndarray, seed: int = 0, perplexity: float =
 
     openTSNE's FFT-interpolated gradients (Linderman et al., 2019) on ``n_jobs`` threads (default: as
     many as torch uses, ``torch.get_num_threads()``: every core in a lesson, one in a grading kernel,
-    where more would only fight the other workers' for the same cores), exact neighbours up to 20,000 codes, and half the usual iterations (125 exaggerated
-    + 250, not 250 + 500): on 10,000 MNIST codes the neighbourhoods are as trustworthy as with
-    scikit-learn's defaults at a fraction of the time (``python3 -m aecourse bench tsne``).
+    where more would only fight the other workers' for the same cores), exact neighbours up to 20,000
+    codes, and half the usual iterations (125 exaggerated + 250, not 250 + 500): on 10,000 MNIST codes
+    the neighbourhoods are as trustworthy as with scikit-learn's defaults at a fraction of the time
+    (``python3 -m aecourse bench tsne``).
     Codes wider than 50 are first reduced to 50 with PCA, as the t-SNE paper recommends.
     """
     from openTSNE import TSNE
@@ -85,8 +86,9 @@ def tsne_2d(codes: torch.Tensor | np.ndarray, seed: int = 0, perplexity: float =
     if x.shape[1] > 50:
         x = PCA(50, random_state=seed).fit_transform(x)
     perplexity = min(perplexity, (len(x) - 1) / 3)  # t-SNE needs perplexity < N / 3
-    tsne = TSNE(2, perplexity=perplexity, initialization="pca", random_state=seed, n_jobs=n_jobs or torch.get_num_threads(),
-                neighbors="exact" if len(x) <= 20_000 else "auto", early_exaggeration_iter=125, n_iter=250)
+    tsne = TSNE(2, perplexity=perplexity, initialization="pca", random_state=seed,
+                n_jobs=n_jobs or torch.get_num_threads(), neighbors="exact" if len(x) <= 20_000 else "auto",
+                early_exaggeration_iter=125, n_iter=250)
     return np.asarray(tsne.fit(x.astype(np.float64)))
 
 

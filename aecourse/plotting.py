@@ -22,7 +22,8 @@ ZOOM_MIN_EPOCHS = 8  # loss_curves adds a zoomed panel of the later epochs from 
 
 
 def set_style() -> None:
-    """The course's matplotlib look: readable sizes, light grid, grey images."""
+    """The course's matplotlib look: readable sizes, light grid, grey images; in a kernel, each inline figure
+    drawn once (``draw_once_inline``)."""
     mpl.rcParams.update({
         "figure.dpi": 100, "savefig.dpi": 110, "savefig.bbox": "tight",
         "font.size": 11, "axes.titlesize": 12, "axes.titleweight": "bold", "axes.labelsize": 11,
@@ -37,8 +38,9 @@ def draw_once_inline() -> bool:
 
     After every cell IPython runs pyplot's hook, which draws every figure the cell changed, and then
     matplotlib-inline's, which draws each figure again for its PNG and closes it. The first drawing is
-    never seen: moving pyplot's hook after matplotlib-inline's leaves it only what is still open. True when the
-    hooks were put in that order, False where there is no such kernel (a script, a test, another backend).
+    never seen: moving pyplot's hook after matplotlib-inline's leaves it only what is still open. True
+    when the hooks are in that order, False where there is no such kernel (a script, a test, another
+    backend).
     """
     try:
         from IPython import get_ipython
