@@ -57,10 +57,8 @@ def draw_once_inline() -> bool:
     draw_all = plt._draw_all_if_interactive
     if flush_figures not in hooks or draw_all not in hooks:
         return False
-    if hooks.index(draw_all) > hooks.index(flush_figures):
-        return True
-    shell.events.unregister("post_execute", draw_all)
-    shell.events.register("post_execute", draw_all)
+    shell.events.unregister("post_execute", draw_all)  # registered again, it comes last (a second call
+    shell.events.register("post_execute", draw_all)  # leaves the order as it is)
     return True
 
 
