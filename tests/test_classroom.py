@@ -234,3 +234,31 @@ def test_cores_busy_sees_a_core_kept_busy():
         pass
     assert ag.cores_busy(since, time.perf_counter() - start) > 0.8
     assert ag.cores_busy(None, 1.0) is None and ag.cores_busy(since, 0) is None
+
+
+def test_nbgrader_shares_one_gradebook_engine_while_grading_a_notebook(tmp_path):
+    """nbgrader opens the gradebook several times per notebook; while one notebook is graded they share
+    one engine and one table check, and when it is done the engine's connections are closed and nbgrader
+    is as it was."""
+    import nbgrader.api as api
+    import sqlalchemy
+
+    url = f"sqlite:///{tmp_path / 'gradebook.db'}"
+    made = []
+    original_create_all = type(api.Base.metadata).create_all
+    with ag.one_engine_per_notebook():
+        real = api.create_engine
+        for k in range(3):
+            with api.Gradebook(url, course_id="course") as gb:
+                gb.update_or_create_student(f"s{k}")
+                made.append(gb.engine)
+        assert made[0] is made[1] is made[2]
+        assert made[0].pool.checkedin() >= 1  # the connection kept for the next open
+        other = api.Gradebook(f"sqlite:///{tmp_path / 'other.db'}")  # another database: its own engine
+        assert other.engine is not made[0]
+        other.close()
+    assert real is not sqlalchemy.create_engine and api.create_engine is sqlalchemy.create_engine
+    assert "create_all" not in vars(api.Base.metadata) and type(api.Base.metadata).create_all is original_create_all
+    assert made[0].pool.checkedin() == 0  # disposed of: no connection left open
+    with api.Gradebook(url, course_id="course") as gb:
+        assert gb.engine is not made[0] and [s.id for s in gb.students] == ["s0", "s1", "s2"]

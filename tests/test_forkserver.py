@@ -157,3 +157,49 @@ def test_grading_falls_back_to_plain_kernels_where_the_server_cannot_start(monke
     assert not seen["torch_before_any_import"]  # a fresh interpreter in bubblewrap
     assert seen["writable"] and not seen["network"]
     assert list(forkserver._FAILED.values()) == ["refused for the test"]
+
+
+def test_a_server_started_soon_is_the_one_kernels_fork_from(monkeypatch):
+    """``start_soon`` starts the server in the background (grading does it before the solutions, which
+    start their kernels the plain way); the students' kernels take that server, started once. Where it
+    cannot start, kernels start the plain way; a server still starting when grading ends is closed."""
+    import dataclasses
+    import threading
+
+    made, closed, release = [], [], threading.Event()
+
+    class Server:
+        def __init__(self, spec):
+            release.wait(10)
+            if spec.limits.processes == 13:
+                raise forkserver.ForkServerError("refused for the test")
+            made.append(spec)
+
+        def alive(self):
+            return True
+
+        def close(self):
+            closed.append(self)
+            forkserver._SERVERS.pop(made[0], None)
+
+    for name, value in (("ForkServer", Server), ("_SERVERS", {}), ("_FAILED", {}), ("_STARTING", {})):
+        monkeypatch.setattr(forkserver, name, value)
+    spec = SandboxSpec(fork=True)
+    forkserver.start_soon(dataclasses.replace(spec, warm_cache=True))  # the solution's spec: the same server
+    forkserver.start_soon(spec)
+    assert list(forkserver._STARTING) == [spec] and not made  # starting, not waited for
+    release.set()
+    server = forkserver.server_for(spec)
+    assert isinstance(server, Server) and made == [spec] and forkserver.server_for(spec) is server
+    forkserver.start_soon(spec)  # already there: nothing more starts
+    assert not forkserver._STARTING and made == [spec]
+    forkserver.start_soon(dataclasses.replace(spec, fork=False))  # plain kernels asked for: no server
+    assert not forkserver._STARTING
+    refused = dataclasses.replace(spec, limits=dataclasses.replace(spec.limits, processes=13))
+    forkserver.start_soon(refused)
+    assert forkserver.server_for(refused) is None and list(forkserver._FAILED.values()) == ["refused for the test"]
+    forkserver.close_servers()
+    assert closed == [server]
+    forkserver.start_soon(spec)  # closed while still starting: closed once it has started
+    forkserver.close_servers()
+    assert len(closed) == 2 and not forkserver._STARTING

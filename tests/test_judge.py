@@ -389,3 +389,38 @@ def test_each_exercise_runs_on_a_frozen_heap():
               + RIGHT["reconstruction_error"])
     got = verdicts(submission({"reconstruction_error": answer}))["reconstruction_error"]
     assert got["passed"] and not got["tampered"], got
+
+
+def _plan(setup: list[str], answers: dict[str, str], test: str) -> dict:
+    """A plan of exercises that each run ``answers[id]`` and then ``test``."""
+    return {"setup": setup, "exercises": [{"id": gid, "answer": [answer], "names": [], "test": test}
+                                          for gid, answer in answers.items()]}
+
+
+def test_each_lesson_is_set_up_once_and_every_answer_starts_from_its_untouched_state():
+    """The lesson's setup runs in one process for every notebook of the lesson; each answer runs in a
+    fork of it, so what one answer changes (its copy of the data, the modules) no other answer sees."""
+    setup = ["import os, torch\nSETUP_PID = os.getpid()\nDATA = [1, 2, 3]\nWEIGHTS = torch.zeros(3)"]
+    test = ("pid, data, weights = SETUP_PID, list(DATA), WEIGHTS.tolist()\ntry:\n    ones = torch.ones(1).tolist()\n"
+            "except Exception:\n    ones = 'broken'\nraise AssertionError(f'{pid} {data} {weights} {ones}')")
+    changes = {"data": "DATA.append(4)\nWEIGHTS += 1", "module": "torch.ones = None"}
+    first = judge.run_plan(_plan(setup, changes, test), SPEC, 60)
+    assert first["module"]["tampered"], first  # a change to a module is seen, and costs that answer only
+    second = judge.run_plan(_plan(setup, {"a": "pass", "b": "pass"}, test), SPEC, 60)
+    messages = {v["message"].split(" ", 2)[2] for v in [first["data"], *second.values()]}
+    assert messages == {"[1, 2, 3] [0.0, 0.0, 0.0] [1.0]"}, (first, second)
+    pids = {v["message"].split()[1] for v in [*first.values(), *second.values()]}
+    assert len(pids) == 1, (first, second)  # one setup, in one process, for both notebooks
+
+
+def test_an_answer_cannot_reach_the_lesson_process_or_the_grader():
+    """An answer that writes to and reads from every file descriptor it has costs no other exercise, of
+    its own notebook or of the next one of the same lesson, its verdict."""
+    setup = ["import os"]
+    hostile = ("import os\nfor fd in range(256):\n    try:\n        os.write(fd, b'0\\n{}\\n')\n"
+               "    except OSError:\n        pass\n    try:\n        os.set_blocking(fd, False)\n"
+               "        os.read(fd, 65536)\n    except OSError:\n        pass\n")
+    first = judge.run_plan(_plan(setup, {"a": hostile, "b": hostile, "c": "pass"}, "assert True"), SPEC, 60)
+    assert first["c"]["passed"], first
+    second = judge.run_plan(_plan(setup, {"a": "pass", "b": "pass"}, "assert True"), SPEC, 60)
+    assert all(v["passed"] and not v["tampered"] for v in second.values()), second

@@ -175,6 +175,9 @@ def _check_self(lesson: Lesson, setup: Setup) -> str:
         return f"its sandbox does not work: {err}"
     if not setup.canary:
         return ""
+    from .forkserver import start_soon
+
+    start_soon(_spec(root, setup))  # the students' kernels fork from it; it starts while the solutions are graded
     course = Course(root, f"sqlite:///{root / 'canary.db'}")  # the solution's grades stay on the worker
     with contextlib.redirect_stdout(io.StringIO()):
         ag.release(course, [lesson.assignment])

@@ -37,6 +37,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,8 @@ class ForkServer:
 
 _SERVERS: dict[Any, ForkServer] = {}
 _FAILED: dict[Any, str] = {}  # specs whose server could not start: why (not tried again)
+_STARTING: dict[Any, Any] = {}  # specs whose server ``start_soon`` is starting: its future
+_STARTING_LOCK = threading.Lock()
 
 
 def server_for(spec) -> ForkServer | None:
@@ -158,6 +161,8 @@ def server_for(spec) -> ForkServer | None:
     from .sandbox import lasting_thread
 
     spec = dataclasses.replace(spec, warm_cache=False)
+    with _STARTING_LOCK:
+        starting = _STARTING.pop(spec, None)
     server = _SERVERS.get(spec)
     if server is not None and server.alive():
         return server
@@ -166,7 +171,9 @@ def server_for(spec) -> ForkServer | None:
     if spec in _FAILED:
         return None
     try:
-        server = _SERVERS[spec] = lasting_thread("forkserver").submit(ForkServer, spec).result()
+        if starting is None:
+            starting = lasting_thread("forkserver").submit(ForkServer, spec)
+        server = _SERVERS[spec] = starting.result()
     except ForkServerError as err:
         _FAILED[spec] = str(err)
         logging.getLogger("aecourse").warning("kernels start the plain way (slower, same grades): %s", err)
@@ -176,8 +183,31 @@ def server_for(spec) -> ForkServer | None:
     return server
 
 
+def start_soon(spec) -> None:
+    """Start this process's fork server for ``spec`` in the background, where kernels will fork from
+    one (``server_for`` takes it up): its imports then overlap the solutions' grading, which starts
+    its kernels the plain way, instead of delaying the first student's notebook."""
+    from .sandbox import lasting_thread
+
+    spec = dataclasses.replace(spec, warm_cache=False)
+    if not (spec.enabled and spec.fork) or spec in _FAILED:
+        return
+    with _STARTING_LOCK:
+        server = _SERVERS.get(spec)
+        if spec not in _STARTING and (server is None or not server.alive()):
+            _STARTING[spec] = lasting_thread("forkserver").submit(ForkServer, spec)
+
+
 def close_servers() -> None:
     """Stop every fork server of this process (at exit, or when a grading worker closes)."""
+    with _STARTING_LOCK:
+        starting = list(_STARTING.values())
+        _STARTING.clear()
+    for future in starting:  # one still starting is stopped once it has started
+        try:
+            future.result().close()
+        except ForkServerError:
+            pass
     for server in list(_SERVERS.values()):
         server.close()
 

@@ -8,10 +8,11 @@ decides the points again, out of that kernel:
    submission: the instructor's setup cells the tests need (imports), and for each exercise its
    test cell (hidden tests included, from the source) and the submission's cells that the answer
    needs (the answer cell, and the student's own cells that define the names it uses).
-2. A fresh Python process in the bubblewrap sandbox (``python -I -m aecourse.classroom.judge``),
-   started for this one notebook, installs an audit hook, runs the setup, warms torch up and takes
-   a fingerprint of the interpreter (``aecourse.classroom.fingerprint``). No submitted code has run in it.
-3. For each exercise it forks a child. The child runs the answer's cells in a namespace of their
+2. A Python process in the bubblewrap sandbox (``python -I -m aecourse.classroom.judge``), one per
+   grading worker, imports torch and the course, warms torch up and installs an audit hook. For each
+   lesson it forks a process that runs the lesson's setup once and takes a fingerprint of the
+   interpreter (``aecourse.classroom.fingerprint``). No submitted code ever runs in either.
+3. For each exercise of each notebook of that lesson, the lesson's process forks a child. The child runs the answer's cells in a namespace of their
    own, then the test in another, built from the trusted setup plus only the names the test reads
    from the answer. A profile function compares the fingerprint each time control passes between
    the submission's code and the grader's; the audit hook refuses, from submitted code, the ways
@@ -101,12 +102,15 @@ def _is_test(cell) -> bool:
 
 def make_plan(source_nb, submission_nb) -> dict:
     """What the judge runs: ``{"setup": [source...], "exercises": [{"id", "answer", "names", "test"}]}``."""
+    import functools
+
+    names_of = functools.lru_cache(maxsize=None)(_names)  # each cell parsed once, not once per name it has
     source_cells = [c for c in source_nb.cells if c.get("cell_type") == "code"]
     instructor = [c for c in source_cells if not _meta(c).get("solution") and not _is_test(c)]
     known = {c.source for c in source_cells if not _meta(c).get("solution")}
     defined_by: dict[str, list[int]] = {}
     for index, cell in enumerate(instructor):
-        for name in _names(cell.source)[0]:
+        for name in names_of(cell.source)[0]:
             defined_by.setdefault(name, []).append(index)
     submitted = [c for c in submission_nb.cells if c.get("cell_type") == "code"]
     needed_setup: set[int] = set()
@@ -115,7 +119,7 @@ def make_plan(source_nb, submission_nb) -> dict:
         for index in defined_by.get(name, []):
             if index not in needed_setup:
                 needed_setup.add(index)
-                for other in _names(instructor[index].source)[1]:
+                for other in names_of(instructor[index].source)[1]:
                     need_setup(other)
 
     exercises = []
@@ -125,21 +129,21 @@ def make_plan(source_nb, submission_nb) -> dict:
         # the student's cells above the test: answer cells, and any cell that is not the instructor's
         student = [(i, c.source) for i, c in enumerate(submitted[:where])
                    if _meta(c).get("solution") or (not _meta(c).get("locked") and c.source not in known)]
-        wanted, chosen, from_answer = list(_names(test.source)[1]), set(), set()
+        wanted, chosen, from_answer = list(names_of(test.source)[1]), set(), set()
         while wanted:
             name = wanted.pop()
             if name in defined_by:
                 need_setup(name)
                 continue
             for i, source in reversed(student):
-                if name in _names(source)[0]:
+                if name in names_of(source)[0]:
                     if i not in chosen:
                         chosen.add(i)
-                        wanted += list(_names(source)[1])
+                        wanted += list(names_of(source)[1])
                     break
             else:
                 continue
-            if name in _names(test.source)[1]:
+            if name in names_of(test.source)[1]:
                 from_answer.add(name)
         exercises.append({"id": grade_id, "test": python_of(test.source), "names": sorted(from_answer),
                           "answer": [python_of(s) for i, s in student if i in chosen]})
@@ -169,8 +173,8 @@ def apply(nb, verdicts: dict[str, dict]) -> None:
 
 class JudgeServer:
     """One sandboxed judge process per grading worker: it imports torch and the course once, then
-    forks a fresh process per notebook (and one per exercise), so no submission ever runs where an
-    earlier one ran. It talks over its stdin and stdout; each answer line starts with a secret."""
+    forks a process per lesson that runs the lesson's setup once, and that forks a fresh process per
+    exercise of each notebook, so no submission ever runs where an earlier one ran. It talks over its stdin and stdout; each answer line starts with a secret."""
 
     def __init__(self, spec) -> None:
         import tempfile
@@ -920,7 +924,12 @@ def main() -> None:
 
 
 def _serve(spaces: tuple[dict, ...], mappings: list, cells: list) -> None:
-    """Serve judge requests from stdin, one JSON line each, until stdin closes (in the sealed copy)."""
+    """Serve judge requests from stdin, one JSON line each, until stdin closes (in the sealed copy).
+
+    Each lesson's setup (the same instructor's cells for every notebook of that lesson) runs once, in a
+    process forked for that lesson (``_lesson``), which no submitted code ever runs in: it forks a
+    child per exercise of every notebook of the lesson. A lesson's process that ends (it should not)
+    costs the notebook it was judging its remaining verdicts, and the next notebook gets a new one."""
     writes = fingerprint.watch_function_writes()
     roots = _roots()
     guard = _Guard(roots, _integrity(mappings, cells), spaces, _known_codes(roots + TRUSTED_NAMES))
@@ -931,25 +940,91 @@ def _serve(spaces: tuple[dict, ...], mappings: list, cells: list) -> None:
     os.dup2(quiet, 1)  # setup cells print; only verdicts go to the grader
     gc.collect()  # what the judge holds now (torch, the course, the checks) is never garbage: frozen, no
     gc.freeze()  # collection in a forked process walks it, and so copies none of its pages
+    lessons: dict[str, tuple[int, int, int]] = {}  # the setup, as JSON: (pid, its requests, its answers)
     for line in sys.stdin:
         plan = json.loads(line)
         token = plan.pop("token")
-        pid = os.fork()
-        if pid == 0:
-            try:
-                _judge_notebook(guard, plan, token, verdicts)
-            finally:
-                os._exit(1)
-        _, status = os.waitpid(pid, 0)
-        os.write(verdicts, (token + json.dumps({"done": os.waitstatus_to_exitcode(status)}) + "\n").encode())
+        key = json.dumps(plan["setup"])
+        if key not in lessons:
+            if len(lessons) >= MAX_LESSONS:  # the least recently used goes
+                _end_lesson(*lessons.pop(next(iter(lessons))))
+            lessons[key] = _start_lesson(guard, plan["setup"], verdicts, lessons)
+        pid, requests, answers = lessons[key] = lessons.pop(key)  # now the most recently used
+        request = json.dumps({"exercises": plan["exercises"], "seconds": float(plan.get("seconds", 300)),
+                              "token": token}) + "\n"
+        status = None
+        try:
+            _write_all(requests, request.encode())
+            status = _read_line(answers)
+        except OSError:
+            pass
+        if status is None:  # the lesson's process ended: this notebook's remaining verdicts are lost
+            _end_lesson(*lessons.pop(key))
+            status = "1"
+        os.write(verdicts, (token + json.dumps({"done": int(status)}) + "\n").encode())
 
 
-def _judge_notebook(guard: _Guard, plan: dict, token: str, out: int) -> None:
-    """In a process forked for one notebook: the instructor's setup, the fingerprint, then each exercise."""
+MAX_LESSONS = 8  # lessons' processes kept at once by one judge
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _read_line(fd: int) -> str | None:
+    """One line from ``fd`` (unbuffered: nothing read past it), or None at its end."""
+    line = b""
+    while not line.endswith(b"\n"):
+        chunk = os.read(fd, 1)
+        if not chunk:
+            return None
+        line += chunk
+    return line[:-1].decode()
+
+
+def _start_lesson(guard: _Guard, setup: list[str], out: int, lessons: dict) -> tuple[int, int, int]:
+    """Fork the process that judges every notebook of one lesson: ``(pid, requests fd, answers fd)``."""
+    request_read, request_write = os.pipe()
+    answer_read, answer_write = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(request_write)
+            os.close(answer_read)
+            for _, requests, answers in lessons.values():  # the other lessons' pipes: not this one's to reach
+                os.close(requests)
+                os.close(answers)
+            nothing = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(nothing, 0)  # the grader's requests are the server's to read
+            os.close(nothing)
+            _lesson(guard, setup, request_read, answer_write, out)
+        finally:
+            os._exit(1)
+    os.close(request_read)
+    os.close(answer_write)
+    return pid, request_write, answer_read
+
+
+def _end_lesson(pid: int, requests: int, answers: int) -> None:
+    os.close(requests)
+    os.close(answers)
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
+
+
+def _lesson(guard: _Guard, sources: list[str], requests: int, answers: int, out: int) -> None:
+    """In the process forked for one lesson: the instructor's setup and the fingerprint, once; then, for
+    each notebook's request, each exercise in a child of its own, and a line on ``answers`` when done."""
     from IPython.display import display
 
     setup: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins, "display": display}
-    for n, source in enumerate(plan["setup"]):
+    for n, source in enumerate(sources):
         try:  # an instructor's cell pulled in for a name it defines may also plot or show a widget
             exec(compile(source, f"<setup {n}>", "exec"), setup)  # noqa: S102
         except Exception:  # noqa: BLE001 (the names it did define are there; a test that needs more says so)
@@ -957,14 +1032,19 @@ def _judge_notebook(guard: _Guard, plan: dict, token: str, out: int) -> None:
     for value in setup.values():  # copied for each answer: what copying caches (a class's __slotnames__)
         _private(value)  # is cached now, not seen as a change in every child
     guard.fingerprint[0] = fingerprint.Fingerprint(writes=guard.writes)
+    gc.collect()
     gc.freeze()  # the instructor's setup too: each exercise's process collects only what its answer makes
-    for exercise in plan["exercises"]:
-        verdict = _fork_and_judge(guard, setup, exercise, float(plan.get("seconds", 300)))
-        os.write(out, (token + json.dumps({exercise["id"]: verdict}) + "\n").encode())
+    while (line := _read_line(requests)) is not None:
+        request = json.loads(line)
+        for exercise in request["exercises"]:
+            verdict = _fork_and_judge(guard, setup, exercise, request["seconds"], (requests, answers))
+            os.write(out, (request["token"] + json.dumps({exercise["id"]: verdict}) + "\n").encode())
+        _write_all(answers, b"0\n")
     os._exit(0)
 
 
-def _fork_and_judge(guard: _Guard, setup: dict, exercise: dict, seconds: float) -> dict:
+def _fork_and_judge(guard: _Guard, setup: dict, exercise: dict, seconds: float, private: tuple = ()) -> dict:
+    """Judge one exercise in a child process; ``private``: the lesson's own pipes, closed in the child."""
     token = secrets.token_hex(16)
     read, write = os.pipe()
     sys.stdout.flush()
@@ -972,6 +1052,8 @@ def _fork_and_judge(guard: _Guard, setup: dict, exercise: dict, seconds: float) 
     pid = os.fork()
     if pid == 0:
         os.close(read)
+        for fd in private:  # the answer must not reach the lesson's requests or answers
+            os.close(fd)
         quiet = os.open(os.devnull, os.O_WRONLY)
         os.dup2(quiet, 1)  # the submission's prints go nowhere: the judge's stdout is its verdicts
         os.dup2(quiet, 2)
