@@ -973,7 +973,7 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _read_line(fd: int) -> str | None:
-    """One line from ``fd`` (unbuffered: nothing read past it), or None at its end."""
+    """One short line from ``fd`` (unbuffered: nothing read past it), or None at its end."""
     line = b""
     while not line.endswith(b"\n"):
         chunk = os.read(fd, 1)
@@ -1034,7 +1034,7 @@ def _lesson(guard: _Guard, sources: list[str], requests: int, answers: int, out:
     guard.fingerprint[0] = fingerprint.Fingerprint(writes=guard.writes)
     gc.collect()
     gc.freeze()  # the instructor's setup too: each exercise's process collects only what its answer makes
-    while (line := _read_line(requests)) is not None:
+    for line in os.fdopen(requests, "rb"):  # buffered: this process is the pipe's only reader
         request = json.loads(line)
         for exercise in request["exercises"]:
             verdict = _fork_and_judge(guard, setup, exercise, request["seconds"], (requests, answers))
