@@ -89,9 +89,9 @@ def nbgrader_config(course: Course) -> Config:
 
 @contextlib.contextmanager
 def one_engine_per_notebook():
-    """nbgrader opens the gradebook about nine times for each notebook it grades, each time with a new
+    """nbgrader opens the gradebook nine times for each notebook it grades, each time with a new
     database engine, a new connection and a check of every table; against PostgreSQL that costs about
-    15 ms of CPU each time, in every grading worker. While one notebook is graded here, those opens
+    8 ms of the grading process's CPU each time (``docs/benchmarks.md``, Grading). While one notebook is graded here, those opens
     share one engine (its connection kept between them) and the tables are checked once; the engine is
     disposed of when the notebook is done, so no connection stays open between notebooks."""
     import nbgrader.api as api

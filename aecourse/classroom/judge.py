@@ -12,13 +12,13 @@ decides the points again, out of that kernel:
    grading worker, imports torch and the course, warms torch up and installs an audit hook. For each
    lesson it forks a process that runs the lesson's setup once and takes a fingerprint of the
    interpreter (``aecourse.classroom.fingerprint``). No submitted code ever runs in either.
-3. For each exercise of each notebook of that lesson, the lesson's process forks a child. The child runs the answer's cells in a namespace of their
-   own, then the test in another, built from the trusted setup plus only the names the test reads
-   from the answer. A profile function compares the fingerprint each time control passes between
-   the submission's code and the grader's; the audit hook refuses, from submitted code, the ways
-   around that (trace and profile functions, frame and object walking, ctypes, subprocesses, file
-   writes, imports from outside the installed packages). Any difference zeroes the exercise and
-   says what changed.
+3. For each exercise of each notebook of that lesson, the lesson's process forks a child. The
+   child runs the answer's cells in a namespace of their own, then the test in another, built from
+   the trusted setup plus only the names the test reads from the answer. A profile function
+   compares the fingerprint each time control passes between the submission's code and the
+   grader's; the audit hook refuses, from submitted code, the ways around that (trace and profile
+   functions, frame and object walking, ctypes, subprocesses, file writes, imports from outside
+   the installed packages). Any difference zeroes the exercise and says what changed.
 4. The child writes its verdict with a secret the submission's code cannot read, and exits; no
    verdict (a crash, ``os._exit``, a timeout) is a fail.
 
@@ -174,7 +174,8 @@ def apply(nb, verdicts: dict[str, dict]) -> None:
 class JudgeServer:
     """One sandboxed judge process per grading worker: it imports torch and the course once, then
     forks a process per lesson that runs the lesson's setup once, and that forks a fresh process per
-    exercise of each notebook, so no submission ever runs where an earlier one ran. It talks over its stdin and stdout; each answer line starts with a secret."""
+    exercise of each notebook, so no submission ever runs where an earlier one ran. It talks over
+    its stdin and stdout; each answer line starts with a secret."""
 
     def __init__(self, spec) -> None:
         import tempfile
