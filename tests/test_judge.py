@@ -424,3 +424,11 @@ def test_an_answer_cannot_reach_the_lesson_process_or_the_grader():
     assert first["c"]["passed"], first
     second = judge.run_plan(_plan(setup, {"a": "pass", "b": "pass"}, "assert True"), SPEC, 60)
     assert all(v["passed"] and not v["tampered"] for v in second.values()), second
+
+
+def test_more_lessons_than_the_judge_keeps_are_all_judged():
+    """Past ``MAX_LESSONS`` the least recently used lesson's process ends; a lesson seen again is set up again."""
+    plans = [_plan([f"VALUE = {k}"], {"a": "pass"}, f"assert VALUE == {k}") for k in range(judge.MAX_LESSONS + 2)]
+    for plan in [*plans, plans[0], plans[-1]]:
+        got = judge.run_plan(plan, SPEC, 60)
+        assert got["a"]["passed"] and not got["a"]["tampered"], (plan["setup"], got)

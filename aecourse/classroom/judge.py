@@ -946,11 +946,13 @@ def _serve(spaces: tuple[dict, ...], mappings: list, cells: list) -> None:
         plan = json.loads(line)
         token = plan.pop("token")
         key = json.dumps(plan["setup"])
-        if key not in lessons:
+        lesson = lessons.pop(key, None)
+        if lesson is None:
             if len(lessons) >= MAX_LESSONS:  # the least recently used goes
                 _end_lesson(*lessons.pop(next(iter(lessons))))
-            lessons[key] = _start_lesson(guard, plan["setup"], verdicts, lessons)
-        pid, requests, answers = lessons[key] = lessons.pop(key)  # now the most recently used
+            lesson = _start_lesson(guard, plan["setup"], verdicts, lessons)
+        lessons[key] = lesson  # last: the most recently used
+        _, requests, answers = lesson
         request = json.dumps({"exercises": plan["exercises"], "seconds": float(plan.get("seconds", 300)),
                               "token": token}) + "\n"
         status = None
